@@ -1,0 +1,41 @@
+# TwinGraph: `make run` and `make test` are all a newcomer needs (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml ontologies/package-lock.json | sha1sum | cut -c1-12)
+QUDT   := ontologies/node_modules/@vocabulary/unit/unit.nq
+
+.PHONY: install run test bench lint clean
+
+install: $(STAMP) $(QUDT)
+
+$(STAMP): pyproject.toml ontologies/package-lock.json
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# QUDT units and quantity kinds come from npm packages (no Python package ships QUDT 3).
+$(QUDT): ontologies/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq npm >/dev/null; \
+	  else echo "npm is needed to install the QUDT ontology packages"; exit 1; fi; }
+	cd ontologies && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
+
+run: install
+	$(BIN)/twingraph serve --demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python -m bench
+
+lint: install
+	$(BIN)/ruff check app ingest tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var ontologies/node_modules

@@ -1,0 +1,118 @@
+"""``/sparql``: the SPARQL 1.1 Protocol (query and update operations)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import CallerDep, PlatformDep, check_scope
+from app.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
+from app.graph.sparql import FORMAT_ALIASES
+from app.security.tokens import Scope
+
+router = APIRouter(tags=["sparql"])
+
+
+def _accept(request: Request, params: dict[str, list[str]]) -> str | None:
+    accept = request.headers.get("accept")
+    # SPARQLWrapper and browsers: honour ?format= / ?output= when Accept says nothing useful.
+    for key in ("format", "output"):
+        for value in params.get(key, []):
+            if value.lower() in FORMAT_ALIASES and (not accept or accept.startswith("*/*")):
+                return FORMAT_ALIASES[value.lower()]
+    return accept
+
+
+def _multi(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for k, v in pairs:
+        out.setdefault(k, []).append(v)
+    return out
+
+
+async def _run_query(
+    request: Request,
+    platform: PlatformDep,
+    caller: CallerDep,
+    query: str,
+    params: dict[str, list[str]],
+) -> Response:
+    check_scope(platform, caller, Scope.READ)
+    answer = await run_in_threadpool(
+        platform.sparql.run,
+        query,
+        accept=_accept(request, params),
+        default_graphs=params.get("default-graph-uri", []),
+        named_graphs=params.get("named-graph-uri", []),
+    )
+    headers = {"X-TwinGraph-Query-Seconds": f"{answer.seconds:.4f}"}
+    if answer.rewritten_paths:
+        headers["X-TwinGraph-Rewritten-Paths"] = str(answer.rewritten_paths)
+    return Response(answer.body, media_type=answer.media_type, headers=headers)
+
+
+async def _run_update(platform: PlatformDep, caller: CallerDep, update: str) -> Response:
+    principal = check_scope(platform, caller, Scope.WRITE)
+    if len(update.encode()) > platform.settings.max_upload_bytes:
+        raise PayloadTooLargeError("The update is larger than the upload limit")
+    result = await run_in_threadpool(
+        platform.models.apply_update, update, allow_managed=principal.allows(Scope.ADMIN)
+    )
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse(
+        {
+            "changed": {
+                g or "(default graph)": {"added": a, "removed": r}
+                for g, (a, r) in result.changed.items()
+            },
+            "validation": result.report.as_dict() if result.report else None,
+        }
+    )
+
+
+@router.get("/sparql")
+async def sparql_get(request: Request, platform: PlatformDep, caller: CallerDep) -> Response:
+    params = _multi(list(request.query_params.multi_items()))
+    if "update" in params:
+        raise InvalidInputError("SPARQL Update must be sent with POST", code="update_needs_post")
+    if not params.get("query"):
+        raise InvalidInputError("Pass the query in the 'query' parameter", code="missing_query")
+    return await _run_query(request, platform, caller, params["query"][0], params)
+
+
+@router.post("/sparql")
+async def sparql_post(request: Request, platform: PlatformDep, caller: CallerDep) -> Response:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    params = _multi(list(request.query_params.multi_items()))
+    body = await request.body()
+    limit = platform.settings.max_upload_bytes
+    if len(body) > limit:
+        raise PayloadTooLargeError(f"The request body exceeds {limit} bytes")
+    text = _decode(body)
+    if media == "application/sparql-query":
+        return await _run_query(request, platform, caller, text, params)
+    if media == "application/sparql-update":
+        return await _run_update(platform, caller, text)
+    if media == "application/x-www-form-urlencoded":
+        params.update(_multi(parse_qsl(text, keep_blank_values=True)))
+        if params.get("update"):
+            return await _run_update(platform, caller, params["update"][0])
+        if params.get("query"):
+            return await _run_query(request, platform, caller, params["query"][0], params)
+        raise InvalidInputError(
+            "The form needs a 'query' or an 'update' field", code="missing_query"
+        )
+    raise UnsupportedMediaTypeError(
+        f"POST /sparql takes application/sparql-query, application/sparql-update or a form, "
+        f"not {media or '(none)'!r}"
+    )
+
+
+def _decode(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"The body is not UTF-8 (byte {exc.start})") from exc

@@ -1,0 +1,1 @@
+"""Plain values shared by every layer: IRIs, validation reports, graph descriptions."""

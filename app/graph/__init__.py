@@ -1,0 +1,1 @@
+"""The model side of TwinGraph: RDF storage, ontologies, validation and SPARQL."""

@@ -1,0 +1,454 @@
+"""Model graphs: validated, atomic ingest; export; deletion; validated SPARQL updates.
+
+Every write path ends here: CLI ingest, the Graph Store Protocol, SPARQL Update, GraphQL
+mutations and the ingest jobs. The order is always parse -> (migrate) -> validate -> commit,
+and a rejected or failed write leaves the store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from pyoxigraph import DefaultGraph, NamedNode, Quad, RdfFormat, Triple, parse
+
+from app.domain.iris import inferred_graph_for, is_managed_graph
+from app.domain.validation import ValidationReport
+from app.errors import (
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    ValidationFailedError,
+)
+from app.graph.inference import inferred_types
+from app.graph.migration import MigrationReport, detect_legacy, migrate
+from app.graph.ontology import ClassHierarchy
+from app.graph.rdf_io import parse_triples
+from app.graph.store import GraphStore
+
+Mode = Literal["replace", "merge"]
+_MANAGED_IRI = re.compile(r"urn:twingraph:(?:ontology|inferred|staging|system)", re.IGNORECASE)
+#: The store's default graph, where it must be named (it has no IRI).
+DEFAULT_GRAPH = ""
+
+
+class ModelValidator(Protocol):
+    def validate(self, triples: Sequence[Triple]) -> ValidationReport: ...
+
+    def validate_delta(
+        self,
+        *,
+        added: Sequence[Triple],
+        removed: Sequence[Triple],
+        fetch: Callable[[Sequence[str]], Sequence[Triple]],
+    ) -> ValidationReport: ...
+
+
+@dataclass(slots=True)
+class IngestResult:
+    graph: str
+    mode: Mode
+    triples_in: int
+    graph_triples: int
+    inferred_triples: int
+    report: ValidationReport | None
+    migration: MigrationReport | None = None
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "graph": self.graph,
+            "mode": self.mode,
+            "triples_in": self.triples_in,
+            "graph_triples": self.graph_triples,
+            "inferred_triples": self.inferred_triples,
+            "validation": self.report.as_dict() if self.report else None,
+            "migration": self.migration.as_dict() if self.migration else None,
+            "notes": self.notes,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GraphInfo:
+    iri: str
+    triples: int
+    kind: str  # model | ontology | inferred | system
+
+
+@dataclass(slots=True)
+class UpdateResult:
+    changed: dict[str, tuple[int, int]]  # graph -> (added, removed)
+    report: ValidationReport | None
+
+
+class ModelService:
+    def __init__(
+        self,
+        *,
+        store: GraphStore,
+        validator: ModelValidator | None,
+        hierarchy: ClassHierarchy,
+        replaced_by: Mapping[str, str],
+    ) -> None:
+        self.store = store
+        self.validator = validator
+        self.hierarchy = hierarchy
+        self.replaced_by = dict(replaced_by)
+        self._write_lock = threading.RLock()
+        #: Called when an update slipped past the textual check and changed an ontology;
+        #: the platform reloads ontologies from their files.
+        self.on_ontology_tampered: Callable[[], None] = lambda: None
+
+    # -- reading -----------------------------------------------------------------------
+
+    def graphs(self) -> list[GraphInfo]:
+        out = []
+        for iri, n in sorted(self.store.graph_sizes().items()):
+            if iri.startswith("urn:twingraph:ontology:"):
+                kind = "ontology"
+            elif iri.startswith("urn:twingraph:inferred:"):
+                kind = "inferred"
+            elif is_managed_graph(iri):
+                kind = "system"
+            else:
+                kind = "model"
+            out.append(GraphInfo(iri, n, kind))
+        return out
+
+    def export(self, graph: str, fmt: RdfFormat) -> bytes:
+        if graph != DEFAULT_GRAPH and graph not in self.store.graph_names():
+            raise NotFoundError(f"No graph named <{graph}>", code="graph_not_found")
+        return self.store.dump(graph, fmt)
+
+    def triple_count(self, graph: str) -> int:
+        res = self.store.query(
+            f"SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH <{graph}> {{ ?s ?p ?o }} }}",
+            union_default=False,
+        )
+        return int(next(iter(res))["n"].value)  # type: ignore[arg-type,index]
+
+    # -- validation --------------------------------------------------------------------
+
+    def parse(
+        self,
+        data: bytes,
+        fmt: RdfFormat,
+        *,
+        lenient: bool = False,
+        migrate_legacy: bool = False,
+        base_iri: str | None = None,
+        source: str = "input",
+    ) -> tuple[list[Triple], MigrationReport | None, list[str]]:
+        triples = parse_triples(data, fmt, lenient=lenient, base_iri=base_iri, source=source)
+        notes: list[str] = []
+        if migrate_legacy:
+            triples, report = migrate(
+                triples, replaced_by=self.replaced_by, is_known_class=self.hierarchy.known
+            )
+            return triples, report, notes
+        legacy = detect_legacy(triples)
+        if legacy:
+            notes.append(
+                "Uses outdated Brick namespaces "
+                + ", ".join(f"{ns} ({n} uses)" for ns, n in legacy.most_common())
+                + ": Brick's shapes do not apply to those terms; ingest with migrate to "
+                "rewrite them to current Brick."
+            )
+        return triples, None, notes
+
+    def validate(self, triples: Sequence[Triple]) -> ValidationReport:
+        if self.validator is None:
+            return ValidationReport(engine="none", notes=("validation is switched off",))
+        return self.validator.validate(triples)
+
+    # -- writing -----------------------------------------------------------------------
+
+    def ingest(
+        self,
+        *,
+        graph: str,
+        data: bytes,
+        fmt: RdfFormat,
+        mode: Mode = "replace",
+        lenient: bool = False,
+        validate: bool = True,
+        migrate_legacy: bool = False,
+        base_iri: str | None = None,
+        source: str = "input",
+    ) -> IngestResult:
+        t0 = time.perf_counter()
+        triples, migration, notes = self.parse(
+            data,
+            fmt,
+            lenient=lenient,
+            migrate_legacy=migrate_legacy,
+            base_iri=base_iri,
+            source=source,
+        )
+        result = self.ingest_triples(graph=graph, triples=triples, mode=mode, validate=validate)
+        result.migration = migration
+        result.notes[:0] = notes
+        result.timings["parse"] = result.timings.get("parse", 0.0) + (
+            time.perf_counter() - t0 - sum(result.timings.values())
+        )
+        return result
+
+    def ingest_triples(
+        self,
+        *,
+        graph: str,
+        triples: Sequence[Triple],
+        mode: Mode = "replace",
+        validate: bool = True,
+    ) -> IngestResult:
+        _check_model_graph(graph)
+        timings: dict[str, float] = {}
+        with self._write_lock:
+            exists = graph in self.store.graph_names()
+            report: ValidationReport | None = None
+            t0 = time.perf_counter()
+            if validate and self.validator is not None:
+                if mode == "merge" and exists:
+                    report = self.validator.validate_delta(
+                        added=triples, removed=(), fetch=self._fetcher(graph, extra=triples)
+                    )
+                else:
+                    report = self.validator.validate(triples)
+                timings["validate"] = time.perf_counter() - t0
+                if not report.conforms:
+                    raise ValidationFailedError(
+                        f"The model for <{graph}> has {len(report.violations)} SHACL "
+                        "violation(s); nothing was stored.",
+                        report=report.as_dict(),
+                    )
+            t1 = time.perf_counter()
+            inferred = inferred_types(triples, self.hierarchy)
+            timings["infer"] = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            self._commit(graph, triples, inferred, replace=(mode == "replace"))
+            timings["commit"] = time.perf_counter() - t2
+            size = self.triple_count(graph)
+        notes = [] if validate else ["validation skipped on request"]
+        return IngestResult(
+            graph=graph,
+            mode=mode,
+            triples_in=len(triples),
+            graph_triples=size,
+            inferred_triples=len(inferred),
+            report=report,
+            notes=notes,
+            timings=timings,
+        )
+
+    def delete(self, graph: str) -> None:
+        _check_model_graph(graph)
+        with self._write_lock:
+            if graph not in self.store.graph_names():
+                raise NotFoundError(f"No graph named <{graph}>", code="graph_not_found")
+            self.store.update(
+                f"DROP GRAPH <{graph}> ; DROP SILENT GRAPH <{inferred_graph_for(graph)}>"
+            )
+
+    def apply_update(self, sparql: str, *, allow_managed: bool = False) -> UpdateResult:
+        """Run a SPARQL Update, then validate what it changed; undo it if that fails.
+
+        The update itself is atomic in the store. The graphs it touched are found by
+        comparing their content before and after; a change that breaks the shapes, or
+        touches a managed graph without ``allow_managed``, is reverted by restoring the
+        touched graphs atomically.
+        """
+        if not allow_managed and _MANAGED_IRI.search(sparql):
+            raise ForbiddenError(
+                "The update names a graph TwinGraph manages (urn:twingraph:ontology:, "
+                ":inferred:, :staging: or :system); that needs the admin scope.",
+                code="managed_graph",
+            )
+        with self._write_lock:
+            before = self._snapshot()
+            ontology_sizes = self._ontology_sizes()
+            try:
+                self.store.update(sparql)
+            except SyntaxError as exc:
+                raise InvalidInputError(
+                    f"SPARQL Update syntax error: {exc.msg or exc}", code="sparql_syntax_error"
+                ) from exc
+            after = self._snapshot()
+            changed = {
+                g: (
+                    after.get(g, set()) - before.get(g, set()),
+                    before.get(g, set()) - after.get(g, set()),
+                )
+                for g in set(before) | set(after)
+                if before.get(g) != after.get(g)
+            }
+            if DEFAULT_GRAPH in changed:
+                self._restore(before, changed)
+                raise InvalidInputError(
+                    "The update writes to the default graph; models live in named graphs, so "
+                    "wrap the triples in GRAPH <iri> { ... }. Nothing was changed.",
+                    code="default_graph_read_only",
+                )
+            managed = [g for g in changed if is_managed_graph(g)]
+            if not allow_managed and self._ontology_sizes() != ontology_sizes:
+                self.on_ontology_tampered()
+                managed.append("urn:twingraph:ontology:*")
+            if managed and not allow_managed:
+                self._restore(before, changed)
+                raise ForbiddenError(
+                    "The update changes graphs TwinGraph manages ("
+                    + ", ".join(f"<{g}>" for g in managed)
+                    + "); that needs the admin scope. Nothing was changed.",
+                    code="managed_graph",
+                )
+            report: ValidationReport | None = None
+            if self.validator is not None:
+                results = []
+                for g, (added, removed) in changed.items():
+                    if g == DEFAULT_GRAPH or is_managed_graph(g):
+                        continue
+                    rep = self.validator.validate_delta(
+                        added=_triples(added), removed=_triples(removed), fetch=self._fetcher(g)
+                    )
+                    results.extend(rep.results)
+                report = ValidationReport(results=tuple(results), engine="delta")
+                if not report.conforms:
+                    self._restore(before, changed)
+                    raise ValidationFailedError(
+                        f"The update would leave {len(report.violations)} SHACL violation(s); "
+                        "it was undone.",
+                        report=report.as_dict(),
+                    )
+            for g in changed:
+                if g != DEFAULT_GRAPH and not is_managed_graph(g):
+                    self._refresh_inferred(g)
+            return UpdateResult(
+                changed={g: (len(a), len(r)) for g, (a, r) in changed.items()}, report=report
+            )
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _commit(
+        self, graph: str, triples: Sequence[Triple], inferred: Sequence[Triple], *, replace: bool
+    ) -> None:
+        g, inf = NamedNode(graph), NamedNode(inferred_graph_for(graph))
+        quads = [Quad(t.subject, t.predicate, t.object, g) for t in triples]
+        quads += [Quad(t.subject, t.predicate, t.object, inf) for t in inferred]
+        self.store.replace([graph, inf.value] if replace else [], quads)
+
+    def _fetcher(
+        self, graph: str, extra: Sequence[Triple] = ()
+    ) -> Callable[[Sequence[str]], Sequence[Triple]]:
+        """Triples of ``graph`` (plus ``extra``, not yet stored) around the given nodes.
+
+        Returns every triple whose subject or object is one of the nodes, and the triples
+        of blank nodes those reach, so references such as ``ref:hasExternalReference [...]``
+        come whole.
+        """
+
+        def fetch(iris: Sequence[str]) -> Sequence[Triple]:
+            if not iris:
+                return []
+            wanted = set(iris)
+            values = " ".join(f"<{i}>" for i in wanted)
+            res = self.store.query(
+                f"""CONSTRUCT {{ ?s ?p ?o }} WHERE {{ GRAPH <{graph}> {{
+                    VALUES ?n {{ {values} }}
+                    {{ ?n ?p ?o BIND(?n AS ?s) }}
+                    UNION {{ ?s ?p ?n BIND(?n AS ?o) }}
+                    UNION {{ ?n ?p0 ?s FILTER(isBlank(?s)) ?s ?p ?o }}
+                }} }}""",
+                union_default=False,
+            )
+            out = list(res)  # type: ignore[arg-type]
+            if extra:
+                blanks = {t.object for t in extra if t.subject.value in wanted}
+                out.extend(
+                    t
+                    for t in extra
+                    if t.subject.value in wanted or t.object.value in wanted or t.subject in blanks
+                )
+            return out
+
+        return fetch
+
+    def _snapshot(self) -> dict[str, set[bytes]]:
+        graphs = [DEFAULT_GRAPH, *self.store.graph_names()]
+        out: dict[str, set[bytes]] = {}
+        for g in graphs:
+            if g.startswith("urn:twingraph:ontology:"):
+                continue  # large and only changeable with admin scope: tracked by hash
+            lines = self.store.dump(g, RdfFormat.N_TRIPLES).splitlines()
+            if lines:
+                out[g] = set(lines)
+        return out
+
+    def _restore(
+        self,
+        before: Mapping[str, set[bytes]],
+        changed: Mapping[str, tuple[set[bytes], set[bytes]]],
+    ) -> None:
+        """Undo an update: the exact inverse diff where SPARQL can name every triple, else
+        (blank nodes in the diff) the touched graphs restored whole, atomically either way."""
+        if not any(b"_:" in line for a, r in changed.values() for line in (*a, *r)):
+            ops = []
+            for g, (added, removed) in changed.items():
+                for verb, lines in (("DELETE", added), ("INSERT", removed)):
+                    if lines:
+                        body = b"\n".join(lines).decode()
+                        inner = f"GRAPH <{g}> {{ {body} }}" if g else body
+                        ops.append(f"{verb} DATA {{ {inner} }}")
+            self.store.update(" ;\n".join(ops))
+            return
+        quads: list[Quad] = []
+        for g in changed:
+            target = DefaultGraph() if g == DEFAULT_GRAPH else NamedNode(g)
+            quads += [
+                Quad(t.subject, t.predicate, t.object, target)
+                for t in _triples(before.get(g, set()))
+            ]
+        self.store.replace(list(changed), quads)
+
+    def _ontology_sizes(self) -> dict[str, int]:
+        return {
+            g: n
+            for g, n in self.store.graph_sizes().items()
+            if g.startswith("urn:twingraph:ontology:")
+        }
+
+    def _refresh_inferred(self, graph: str) -> None:
+        triples = _triples(set(self.store.dump(graph, RdfFormat.N_TRIPLES).splitlines()))
+        inf = NamedNode(inferred_graph_for(graph))
+        quads = [
+            Quad(t.subject, t.predicate, t.object, inf)
+            for t in inferred_types(triples, self.hierarchy)
+        ]
+        self.store.replace([inf.value], quads)
+
+
+def _check_model_graph(graph: str) -> None:
+    if not graph or ":" not in graph:
+        raise InvalidInputError(f"Graph name {graph!r} is not an absolute IRI", code="bad_graph")
+    try:
+        NamedNode(graph)
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"Graph name {graph!r} is not a valid IRI: {exc}", code="bad_graph"
+        ) from exc
+    if is_managed_graph(graph):
+        raise ForbiddenError(
+            f"<{graph}> is managed by TwinGraph (ontologies, inferred types, staging) and "
+            "cannot be written as a model",
+            code="managed_graph",
+        )
+
+
+def _triples(lines: set[bytes]) -> list[Triple]:
+    if not lines:
+        return []
+    return [q.triple for q in parse(b"\n".join(lines), format=RdfFormat.N_TRIPLES)]

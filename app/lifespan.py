@@ -1,0 +1,28 @@
+"""Open the platform when the app starts and close it when it stops: the only place."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from app.platform import Platform, open_platform
+from app.settings import Settings
+
+
+def make_lifespan(
+    settings: Settings, platform: Platform | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = platform is None
+        app.state.platform = platform or await run_in_threadpool(open_platform, settings)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.platform.close()
+
+    return lifespan

@@ -1,0 +1,50 @@
+"""The ASGI application: ``create_app(settings)``; ``app`` exists only for uvicorn."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+from app import __version__
+from app.api import graph_store, graphs, health, problems, queries, sparql
+from app.lifespan import make_lifespan
+from app.platform import Platform
+from app.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, platform: Platform | None = None) -> FastAPI:
+    """Build the app. Pass ``platform`` to share an already-open one (tests, benchmarks)."""
+    settings = settings or (platform.settings if platform else Settings())
+    app = FastAPI(
+        title="TwinGraph",
+        version=__version__,
+        description="Semantic graph digital twins: Brick/REC models, SPARQL, telemetry.",
+        lifespan=make_lifespan(settings, platform),
+    )
+    problems.install(app)
+    for module in (health, sparql, graph_store, graphs, queries):
+        app.include_router(module.router)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return _INDEX
+
+    return app
+
+
+_INDEX = """<!doctype html><html><head><meta charset="utf-8"><title>TwinGraph</title></head>
+<body style="font-family:sans-serif;max-width:48em;margin:2em auto">
+<h1>TwinGraph</h1>
+<ul>
+<li><a href="/docs">API reference (OpenAPI)</a></li>
+<li><a href="/health">Health</a></li>
+<li><a href="/graphs">Graphs</a> and <a href="/queries">named queries</a></li>
+<li>SPARQL 1.1 endpoint: <code>/sparql</code>; Graph Store Protocol: <code>/rdf-graphs</code></li>
+</ul></body></html>"""
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn app.main:app` - built on first access, never at import time.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,125 @@
+"""Wiring: build every service from Settings, and tear them down again.
+
+The API's lifespan and the CLI both call :func:`open_platform`; nothing else constructs a
+store. Opening is where start-up work happens: ontologies loaded if missing or changed,
+staging graphs a crash left behind dropped, shapes prepared.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.domain.iris import BRICK, ontology_graph
+from app.graph.embedded import EmbeddedStore
+from app.graph.models import ModelService, ModelValidator
+from app.graph.named_queries import NamedQuery, load_named_queries
+from app.graph.ontology import (
+    ClassHierarchy,
+    OntologySource,
+    default_sources,
+    drop_staging,
+    ensure_loaded,
+)
+from app.graph.remote import RemoteStore
+from app.graph.sparql import QueryLimits, SparqlService
+from app.graph.store import GraphStore
+from app.security.tokens import TokenStore
+from app.settings import Settings
+
+log = logging.getLogger("twingraph")
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    store: GraphStore
+    models: ModelService
+    sparql: SparqlService
+    tokens: TokenStore
+    queries: dict[str, NamedQuery]
+    sources: list[OntologySource]
+    startup: dict[str, object] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.sparql.close()
+        self.store.close()
+
+
+def open_store(settings: Settings) -> GraphStore:
+    if settings.graph_url:
+        return RemoteStore(settings.graph_url, timeout_s=settings.query_timeout_s + 30)
+    return EmbeddedStore(settings.store_dir)
+
+
+def build_validator(sources: list[OntologySource], shapes_dir: Path) -> ModelValidator:
+    from app.graph.validation import ShaclValidator
+
+    extra = sorted(shapes_dir.glob("*.ttl")) if shapes_dir.is_dir() else []
+    return ShaclValidator.from_files([s.path for s in sources], extra_shapes=extra)
+
+
+def open_platform(settings: Settings, *, validator: ModelValidator | None = None) -> Platform:
+    t0 = time.perf_counter()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings)
+    try:
+        sources = default_sources(settings.qudt_dir, settings.ontology_paths)
+        dropped = drop_staging(store)
+        reloaded = ensure_loaded(store, sources)
+        hierarchy = ClassHierarchy.from_store(store)
+        if validator is None:
+            validator = build_validator(sources, settings.shapes_dir)
+        models = ModelService(
+            store=store,
+            validator=validator,
+            hierarchy=hierarchy,
+            replaced_by=_replacements(store),
+        )
+        models.on_ontology_tampered = lambda: _reload(store, sources)
+        sparql = SparqlService(
+            store=store,
+            limits=QueryLimits(
+                timeout_s=settings.query_timeout_s,
+                max_result_bytes=settings.query_max_result_bytes,
+                max_query_length=settings.query_max_length,
+                workers=settings.query_workers,
+            ),
+        )
+        queries = load_named_queries(settings.queries_dir) if settings.queries_dir.is_dir() else {}
+    except BaseException:
+        store.close()
+        raise
+    platform = Platform(
+        settings=settings,
+        store=store,
+        models=models,
+        sparql=sparql,
+        tokens=TokenStore(settings.tokens_path),
+        queries=queries,
+        sources=sources,
+    )
+    platform.startup = {
+        "seconds": round(time.perf_counter() - t0, 3),
+        "ontologies_reloaded": reloaded,
+        "staging_graphs_dropped": dropped,
+        "qudt_loaded": any(s.name.startswith("qudt") for s in sources),
+    }
+    log.info("platform open: %s", platform.startup)
+    return platform
+
+
+def _reload(store: GraphStore, sources: list[OntologySource]) -> None:
+    log.warning("an update changed an ontology graph without admin scope; reloading from files")
+    ensure_loaded(store, sources, force=True)
+
+
+def _replacements(store: GraphStore) -> dict[str, str]:
+    res = store.query(
+        f"SELECT ?old ?new WHERE {{ GRAPH <{ontology_graph('brick')}> "
+        f"{{ ?old <{BRICK}isReplacedBy> ?new }} }}",
+        union_default=False,
+    )
+    return {row["old"].value: row["new"].value for row in res}  # type: ignore[union-attr]

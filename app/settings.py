@@ -1,0 +1,54 @@
+"""Configuration, read from ``TWINGRAPH_*`` environment variables.
+
+There is no import-time instance: ``create_app(Settings(...))`` and the CLI build one, and
+tests pass values directly (``Settings(data_dir=tmp_path)``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TWINGRAPH_", extra="ignore")
+
+    #: Where the embedded Oxigraph store, tokens and the managed PostgreSQL live.
+    data_dir: Path = Path("./var")
+    #: Base URL of an ``oxigraph serve`` server; when set the embedded store is not used.
+    graph_url: str | None = None
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Let requests without a token read (SPARQL queries, GET). Writes always need a token.
+    anonymous_read: bool = False
+
+    #: Directory holding the QUDT N-Quads packages (``@vocabulary/{unit,quantitykind,qudt}``).
+    qudt_dir: Path = REPO_ROOT / "ontologies" / "node_modules" / "@vocabulary"
+    #: Extra ontology files to load (Turtle, N-Triples, N-Quads, RDF/XML, JSON-LD).
+    ontology_paths: list[Path] = Field(default_factory=list)
+    #: Our own SHACL shapes, validated together with Brick's.
+    shapes_dir: Path = REPO_ROOT / "ontologies" / "shapes"
+    queries_dir: Path = REPO_ROOT / "queries"
+
+    #: SPARQL limits: wall-clock seconds, serialized result bytes, query text bytes.
+    query_timeout_s: float = 30.0
+    query_max_result_bytes: int = 64 * 1024 * 1024
+    query_max_length: int = 256 * 1024
+    #: Upload limit for models (Graph Store Protocol, ingest endpoints).
+    max_upload_bytes: int = 256 * 1024 * 1024
+    #: Queries abandoned at their time limit keep a worker until Oxigraph finishes them;
+    #: at most this many run at once before new queries are refused with 503.
+    query_workers: int = 4
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "oxigraph"
+
+    @property
+    def tokens_path(self) -> Path:
+        return self.data_dir / "tokens.sqlite3"

@@ -1,0 +1,16 @@
+"""`make bench`: every benchmark, ratios against the raw engines measured in the same run."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> int:
+    from bench import bench_validation
+
+    bench_validation.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Ingest jobs: sources -> records -> triples -> the platform's services."""
