@@ -355,7 +355,7 @@ def named_queries(
     data_dir: DataDir = None,
 ) -> None:
     """List the named queries, or run one."""
-    from app.graph.named_queries import bind_params
+    from app.graph.named_queries import bind_params, with_values
     from app.platform import open_platform
 
     try:
@@ -375,7 +375,7 @@ def named_queries(
             err.print(f"No named query {name!r}")
             raise typer.Exit(2)
         raw = dict(p.split("=", 1) for p in (param or []) if "=" in p)
-        _print_answer(platform.sparql.run, q.text, fmt, substitutions=bind_params(q, raw))
+        _print_answer(platform.sparql.run, with_values(q, bind_params(q, raw)), fmt)
     except AppError as exc:
         _fail(exc)
     finally:

@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import PlatformDep, ReaderDep
 from app.errors import NotFoundError
-from app.graph.named_queries import bind_params
+from app.graph.named_queries import bind_params, with_values
 
 router = APIRouter(tags=["named queries"])
 
@@ -44,6 +44,6 @@ async def run_query(name: str, request: Request, platform: PlatformDep, _: Reade
     if "format" in request.query_params:
         accept = request.query_params["format"]
     answer = await run_in_threadpool(
-        platform.sparql.run, query.text, accept=accept, substitutions=bindings
+        platform.sparql.run, with_values(query, bindings), accept=accept
     )
     return Response(answer.body, media_type=answer.media_type)

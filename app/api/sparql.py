@@ -40,8 +40,7 @@ async def _run_query(
     params: dict[str, list[str]],
 ) -> Response:
     check_scope(platform, caller, Scope.READ)
-    answer = await run_in_threadpool(
-        platform.sparql.run,
+    answer = await platform.sparql.run_async(
         query,
         accept=_accept(request, params),
         default_graphs=params.get("default-graph-uri", []),

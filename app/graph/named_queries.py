@@ -14,6 +14,8 @@ default=value])`` with ``kind`` one of :data:`PARAM_KINDS`; a default cannot con
 ``)``. A parameter is bound from outside as the SPARQL variable ``?name`` (substitution or
 ``VALUES``), so it must occur in the query and must not be assigned by ``BIND``/``AS``. An optional
 parameter without a default stays unbound when not given, so the query must make sense either way.
+Shipped queries also project their parameters: pyoxigraph's ``substitutions`` refuses a variable
+that is not in the ``SELECT`` clause. Bind with :func:`with_values` where speed matters.
 The key of a query is its path below the root without ``.rq`` (``points/of_equipment``).
 """
 

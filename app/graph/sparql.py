@@ -10,11 +10,12 @@ taken, new queries are refused with 503 rather than queued without bound.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
@@ -79,6 +80,28 @@ class QueryAnswer:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    future: Future[tuple[bytes, str]]
+    timeout: float
+    started: float
+    rewritten: int
+
+
+def _translate(exc: BaseException, timeout: float, max_bytes: int) -> BaseException:
+    if isinstance(exc, FutureTimeout | TimeoutError | _DeadlinePassed):
+        return QueryTimeoutError(
+            f"The query did not finish within {timeout:g} s. Narrow it, add a LIMIT, or "
+            "ask an operator for a longer limit."
+        )
+    if isinstance(exc, _ResultTooLarge):
+        return PayloadTooLargeError(
+            f"The result exceeds {max_bytes} bytes. Add a LIMIT or select fewer variables.",
+            code="result_too_large",
+        )
+    return exc
+
+
 class _ResultTooLarge(Exception):
     pass
 
@@ -133,6 +156,44 @@ class SparqlService:
         rewrite: bool = True,
         timeout_s: float | None = None,
     ) -> QueryAnswer:
+        """Evaluate and serialize a query on a worker, waiting up to the time limit."""
+        job = self._start(
+            query, accept, default_graphs, named_graphs, substitutions, rewrite, timeout_s
+        )
+        try:
+            body, media_type = job.future.result(timeout=job.timeout + 0.05)
+        except BaseException as exc:
+            raise _translate(exc, job.timeout, self.limits.max_result_bytes) from exc
+        return QueryAnswer(body, media_type, job.rewritten, time.monotonic() - job.started)
+
+    async def run_async(
+        self,
+        query: str,
+        *,
+        accept: str | None = None,
+        default_graphs: Sequence[str] = (),
+        named_graphs: Sequence[str] = (),
+    ) -> QueryAnswer:
+        """:meth:`run` for the event loop: no thread is blocked while the query runs."""
+        job = self._start(query, accept, default_graphs, named_graphs, None, True, None)
+        try:
+            body, media_type = await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(job.future)), job.timeout + 0.05
+            )
+        except BaseException as exc:
+            raise _translate(exc, job.timeout, self.limits.max_result_bytes) from exc
+        return QueryAnswer(body, media_type, job.rewritten, time.monotonic() - job.started)
+
+    def _start(
+        self,
+        query: str,
+        accept: str | None,
+        default_graphs: Sequence[str],
+        named_graphs: Sequence[str],
+        substitutions: Mapping[str, Term] | None,
+        rewrite: bool,
+        timeout_s: float | None,
+    ) -> _Job:
         if len(query.encode()) > self.limits.max_query_length:
             raise PayloadTooLargeError(
                 f"The query is {len(query.encode())} bytes; the limit is "
@@ -143,38 +204,28 @@ class SparqlService:
         if rewrite and not default_graphs and not named_graphs:
             query, rewritten = rewrite_subclass_paths(query, predeclared=STANDARD_PREFIXES)
         timeout = min(timeout_s or self.limits.timeout_s, self.limits.timeout_s)
-        if not self._slots.acquire(timeout=min(1.0, timeout)):
+        if not self._slots.acquire(blocking=False):
             raise UnavailableError(
                 "All query workers are busy (long-running queries); retry shortly.",
                 code="query_capacity",
             )
         started = time.monotonic()
-        deadline = started + timeout
-        future = self._pool.submit(
-            self._evaluate,
-            query,
-            accept,
-            list(default_graphs),
-            list(named_graphs),
-            substitutions,
-            deadline,
-            timeout,
-        )
-        future.add_done_callback(lambda _f: self._slots.release())
         try:
-            body, media_type = future.result(timeout=timeout + 0.05)
-        except (FutureTimeout, _DeadlinePassed) as exc:
-            raise QueryTimeoutError(
-                f"The query did not finish within {timeout:g} s. Narrow it, add a LIMIT, or "
-                "ask an operator for a longer limit."
-            ) from exc
-        except _ResultTooLarge as exc:
-            raise PayloadTooLargeError(
-                f"The result exceeds {self.limits.max_result_bytes} bytes. Add a LIMIT or "
-                "select fewer variables.",
-                code="result_too_large",
-            ) from exc
-        return QueryAnswer(body, media_type, rewritten, time.monotonic() - started)
+            future = self._pool.submit(
+                self._evaluate,
+                query,
+                accept,
+                list(default_graphs),
+                list(named_graphs),
+                substitutions,
+                started + timeout,
+                timeout,
+            )
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda _f: self._slots.release())
+        return _Job(future, timeout, started, rewritten)
 
     def _evaluate(
         self,

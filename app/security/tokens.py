@@ -44,6 +44,8 @@ class Principal:
         return self.scope >= needed
 
 
+CACHE_SECONDS = 5.0
+
 ANONYMOUS_READER = Principal(token_id="anonymous", scope=Scope.READ, label="anonymous")
 
 
@@ -60,6 +62,7 @@ class TokenStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
         with self._connect() as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS tokens ("
@@ -81,6 +84,20 @@ class TokenStore:
         return token
 
     def verify(self, token: str) -> Principal | None:
+        """The token's principal, or None. Answers are cached for a few seconds so that a
+        busy API does not open SQLite on every request; revocation takes effect within
+        ``CACHE_SECONDS``."""
+        now = time.monotonic()
+        hit = self._cache.get(token)
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        principal = self._verify(token)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[token] = (now, principal)
+        return principal
+
+    def _verify(self, token: str) -> Principal | None:
         parts = token.split("_", 2)
         if len(parts) != 3 or parts[0] != "tg":
             return None
@@ -95,7 +112,8 @@ class TokenStore:
     def revoke(self, token_id: str) -> bool:
         with self._connect() as db:
             cur = db.execute("UPDATE tokens SET revoked = 1 WHERE id = ?", (token_id,))
-            return cur.rowcount > 0
+        self._cache.clear()
+        return cur.rowcount > 0
 
     def list(self) -> list[TokenInfo]:
         with self._connect() as db:

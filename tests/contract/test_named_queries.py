@@ -9,7 +9,7 @@ import brickschema
 import pyoxigraph as ox
 import pytest
 
-from app.domain.iris import REF, RDFS, XSD, inferred_graph_for, ontology_graph
+from app.domain.iris import RDFS, REF, XSD, inferred_graph_for, ontology_graph
 from app.errors import InvalidInputError
 from app.graph.named_queries import (
     NamedQuery,
@@ -21,6 +21,7 @@ from app.graph.named_queries import (
 )
 from ingest.demo_building import DEFAULT_BASE, generate_building
 
+Substitutions = dict[ox.Variable, ox.NamedNode | ox.BlankNode | ox.Literal | ox.Triple]
 QUERIES_ROOT = Path(__file__).resolve().parents[2] / "queries"
 QUERIES = load_named_queries(QUERIES_ROOT)
 MODEL_GRAPH = ox.NamedNode("urn:twingraph:model:demo")
@@ -124,7 +125,7 @@ def test_values_binding_gives_the_same_answer(key: str, store: ox.Store) -> None
     q = QUERIES[key]
     bound = bind_params(q, sample_params(key, store))
 
-    def rows(text: str, subs: dict[ox.Variable, ox.NamedNode | ox.Literal] | None) -> set[str]:
+    def rows(text: str, subs: Substitutions | None) -> set[str]:
         result = store.query(text, use_default_graph_as_union=True, substitutions=subs)
         assert isinstance(result, ox.QuerySolutions)
         return {str(tuple(row)) for row in result}
@@ -139,13 +140,12 @@ def test_materialised_superclass_types_change_nothing(key: str, store: ox.Store)
     q = QUERIES[key]
     text = with_values(q, bind_params(q, sample_params(key, store)))
 
-    def rows(**dataset: object) -> list[str]:
-        result = store.query(text, **dataset)  # type: ignore[arg-type]
+    def rows(result: object) -> list[str]:
         assert isinstance(result, ox.QuerySolutions)
         return sorted(str(tuple(row)) for row in result)
 
-    with_inferred = rows(use_default_graph_as_union=True)
-    assert with_inferred == rows(default_graph=[MODEL_GRAPH, BRICK_GRAPH])
+    with_inferred = rows(store.query(text, use_default_graph_as_union=True))
+    assert with_inferred == rows(store.query(text, default_graph=[MODEL_GRAPH, BRICK_GRAPH]))
     assert len(with_inferred) == len(set(with_inferred))
 
 
