@@ -436,3 +436,7 @@ def token_revoke(token_id: str, data_dir: DataDir = None) -> None:
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

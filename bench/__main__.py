@@ -6,9 +6,10 @@ import sys
 
 
 def main() -> int:
-    from bench import bench_validation
+    from bench import bench_spine, bench_validation
 
     bench_validation.run()
+    bench_spine.run()
     return 0
 
 
