@@ -1,0 +1,1 @@
+"""Telemetry: readings in PostgreSQL/TimescaleDB keyed by the points' time-series UUIDs."""
