@@ -370,12 +370,12 @@ def named_queries(
                 table.add_row(q.key, ", ".join(p.name for p in q.params), q.title)
             out.print(table)
             return
-        q = platform.queries.get(name)
-        if q is None:
+        found = platform.queries.get(name)
+        if found is None:
             err.print(f"No named query {name!r}")
             raise typer.Exit(2)
         raw = dict(p.split("=", 1) for p in (param or []) if "=" in p)
-        _print_answer(platform.sparql.run, with_values(q, bind_params(q, raw)), fmt)
+        _print_answer(platform.sparql.run, with_values(found, bind_params(found, raw)), fmt)
     except AppError as exc:
         _fail(exc)
     finally:

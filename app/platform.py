@@ -79,6 +79,7 @@ def open_platform(settings: Settings, *, validator: ModelValidator | None = None
             replaced_by=_replacements(store),
         )
         models.on_ontology_tampered = lambda: _reload(store, sources)
+        unfinished = models.drop_unfinished_loads()
         sparql = SparqlService(
             store=store,
             limits=QueryLimits(
@@ -87,6 +88,7 @@ def open_platform(settings: Settings, *, validator: ModelValidator | None = None
                 max_query_length=settings.query_max_length,
                 workers=settings.query_workers,
             ),
+            hidden_graphs=models.hidden_graphs,
         )
         queries = load_named_queries(settings.queries_dir) if settings.queries_dir.is_dir() else {}
     except BaseException:
@@ -105,6 +107,7 @@ def open_platform(settings: Settings, *, validator: ModelValidator | None = None
         "seconds": round(time.perf_counter() - t0, 3),
         "ontologies_reloaded": reloaded,
         "staging_graphs_dropped": dropped,
+        "unfinished_loads_dropped": unfinished,
         "qudt_loaded": any(s.name.startswith("qudt") for s in sources),
     }
     log.info("platform open: %s", platform.startup)

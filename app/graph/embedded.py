@@ -74,6 +74,9 @@ class EmbeddedStore:
         else:
             self._store.load(data, format=fmt, to_graph=NamedNode(graph))
 
+    def bulk_add(self, quads: Sequence[Quad]) -> None:
+        self._store.bulk_extend(quads)
+
     def replace(self, graphs: Sequence[str], quads: Sequence[Quad]) -> None:
         if not graphs or (
             "" not in graphs

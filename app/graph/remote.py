@@ -45,7 +45,7 @@ class RemoteStore:
     ) -> QueryResult:
         if substitutions:
             sparql = _append_values(sparql, substitutions)
-        params: list[tuple[str, str]] = []
+        params: list[tuple[str, str | int | float | bool | None]] = []
         if default_graphs:
             params += [("default-graph-uri", g) for g in default_graphs]
         elif union_default:
@@ -93,6 +93,18 @@ class RemoteStore:
             params={"graph": graph},
             content=data,
             headers={"Content-Type": fmt.media_type},
+        )
+        if resp.status_code == 400:
+            raise _syntax_error(resp.text)
+        _raise_for_status(resp)
+
+    def bulk_add(self, quads: Sequence[Quad]) -> None:
+        # The server loads a POSTed dataset in one transaction.
+        from pyoxigraph import serialize
+
+        data = serialize(quads, format=RdfFormat.N_QUADS) or b""
+        resp = self._http.post(
+            "/store", content=data, headers={"Content-Type": "application/n-quads"}
         )
         if resp.status_code == 400:
             raise _syntax_error(resp.text)

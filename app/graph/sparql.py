@@ -14,7 +14,7 @@ import asyncio
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -136,8 +136,15 @@ class _BoundedBuffer:
 
 
 class SparqlService:
-    def __init__(self, *, store: GraphStore, limits: QueryLimits) -> None:
+    def __init__(
+        self,
+        *,
+        store: GraphStore,
+        limits: QueryLimits,
+        hidden_graphs: Callable[[], frozenset[str]] = frozenset,
+    ) -> None:
         self.store = store
+        self._hidden = hidden_graphs
         self.limits = limits
         self._pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="sparql")
         self._slots = threading.BoundedSemaphore(limits.workers)
@@ -209,6 +216,12 @@ class SparqlService:
                 "All query workers are busy (long-running queries); retry shortly.",
                 code="query_capacity",
             )
+        hidden = self._hidden()
+        if hidden:
+            # A model is being bulk-loaded: name the dataset explicitly, without it.
+            visible = [g for g in self.store.graph_names() if g not in hidden]
+            default_graphs = default_graphs or visible
+            named_graphs = [g for g in named_graphs if g not in hidden] or visible
         started = time.monotonic()
         try:
             future = self._pool.submit(
@@ -266,7 +279,7 @@ def serialize_bounded(
         media = negotiate(accept, RESULT_FORMATS, "application/sparql-results+json")
         rfmt = RESULT_FORMATS[media]
         try:
-            result.serialize(buffer, format=rfmt)
+            result.serialize(buffer, format=rfmt)  # type: ignore[arg-type]  # any writable works
         except OSError as exc:  # pyoxigraph wraps exceptions raised by write()
             _reraise_cause(exc)
             raise
@@ -277,9 +290,9 @@ def serialize_bounded(
 
         try:
             if isinstance(result, QueryTriples):
-                result.serialize(buffer, format=gfmt)
+                result.serialize(buffer, format=gfmt)  # type: ignore[arg-type]
             else:
-                serialize(list(result), buffer, format=gfmt)
+                serialize(list(result), buffer, format=gfmt)  # type: ignore[arg-type]
         except OSError as exc:
             _reraise_cause(exc)
             raise

@@ -72,8 +72,12 @@ class GraphStore(Protocol):
         """Load triples into ``graph`` fast and without atomicity.
 
         Only for data whose completeness is recorded elsewhere (ontologies: a hash marker
-        written afterwards), never for models.
+        written afterwards; new models: a loading marker removed afterwards).
         """
+        ...
+
+    def bulk_add(self, quads: Sequence[Quad]) -> None:
+        """Add quads fast and without atomicity (see :meth:`bulk_load`)."""
         ...
 
     def replace(self, graphs: Sequence[str], quads: Sequence[Quad]) -> None:

@@ -150,3 +150,41 @@ def test_inferred_types_follow_sparql_updates(platform: Platform, graph_iri: str
         "<urn:ex:new-ahu> <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <https://brickschema.org/schema/Brick#Equipment>"
         in inferred
     )
+
+
+def test_large_new_model_is_bulk_loaded_completely(platform: Platform, graph_iri: str) -> None:
+    from app.graph.models import BULK_MIN_QUADS, LOADING
+    from ingest.demo_building import generate_building, size_for
+
+    floors, vavs = size_for(50_000)
+    triples = generate_building(floors=floors, vavs_per_floor=vavs, base="urn:bulk:")
+    result = platform.models.ingest_triples(graph=graph_iri, triples=triples)
+    assert result.triples_in + result.inferred_triples >= BULK_MIN_QUADS  # the bulk path ran
+    assert result.graph_triples == len(triples)
+    assert platform.store.graph_sizes()[inferred_graph_for(graph_iri)] == result.inferred_triples
+    markers = platform.sparql.run(f"ASK {{ GRAPH ?g {{ ?s <{LOADING}> ?o }} }}", accept="json")
+    assert b"false" in markers.body
+
+
+def test_unfinished_bulk_load_is_dropped_and_hidden_meanwhile(
+    platform: Platform, graph_iri: str
+) -> None:
+    from app.domain.iris import SYSTEM_GRAPH
+    from app.graph.models import LOADING
+
+    platform.models.apply_update(
+        f"INSERT DATA {{ GRAPH <{graph_iri}> {{ <urn:ex:half> a <urn:ex:Thing> }} }}"
+    )
+    # What a crash in the middle of a bulk load leaves: data plus the loading marker.
+    platform.store.update(
+        f"INSERT DATA {{ GRAPH <{SYSTEM_GRAPH}> {{ <{graph_iri}> <{LOADING}> true }} }}"
+    )
+    platform.models._loading.add(graph_iri)
+    try:
+        seen = platform.sparql.run("SELECT * WHERE { <urn:ex:half> ?p ?o }", accept="csv")
+        assert seen.body.strip() in (b"p,o", b"o,p")  # header only: no rows
+        assert graph_iri not in {g.iri for g in platform.models.graphs()}
+    finally:
+        platform.models._loading.discard(graph_iri)
+    assert platform.models.drop_unfinished_loads() == [graph_iri]
+    assert graph_iri not in platform.store.graph_names()
