@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, NoReturn
 
 import typer
 from rich.console import Console
@@ -14,6 +16,9 @@ from rich.table import Table
 
 from app.errors import AppError
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.platform import Platform
 
 cli = typer.Typer(no_args_is_help=True, help="TwinGraph: semantic graph digital twins.")
 ingest_cli = typer.Typer(no_args_is_help=True, help="Load building models.")
@@ -49,7 +54,24 @@ def _progress() -> Progress:
     )
 
 
-def _fail(exc: AppError) -> None:
+@contextmanager
+def _opened(settings: Settings) -> Iterator[Platform]:
+    """The platform for one command; AppErrors end the command with their message."""
+    from app.platform import open_platform
+
+    try:
+        platform = open_platform(settings)
+    except AppError as exc:
+        _fail(exc)
+    try:
+        yield platform
+    except AppError as exc:
+        _fail(exc)
+    finally:
+        platform.close()
+
+
+def _fail(exc: AppError) -> NoReturn:
     err.print(f"[red]error[/red] ({exc.code}): {exc.detail}")
     report = exc.extra.get("report")
     if isinstance(report, dict):
@@ -97,7 +119,6 @@ def serve(
     import uvicorn
 
     from app.main import create_app
-    from app.platform import open_platform
     from app.security.tokens import Scope
 
     settings = _settings(data_dir)
@@ -109,11 +130,12 @@ def serve(
     if demo:
         updates["anonymous_read"] = True
     settings = settings.model_copy(update=updates)
+    from app.platform import open_platform
+
     try:
         platform = open_platform(settings)
     except AppError as exc:
         _fail(exc)
-        return
     base = f"http://{settings.host}:{settings.port}"
     if demo:
         if not any(g.kind == "model" for g in platform.models.graphs()):
@@ -179,15 +201,9 @@ def ingest_turtle(
     from pyoxigraph import Triple
 
     from app.graph.rdf_io import format_from_filename
-    from app.platform import open_platform
 
     mode: Literal["replace", "merge"] = "replace" if replace else "merge"
-    try:
-        platform = open_platform(_settings(data_dir))
-    except AppError as exc:
-        _fail(exc)
-        return
-    try:
+    with _opened(_settings(data_dir)) as platform:
         groups: dict[str, list[Path]] = {}
         for p in paths:
             groups.setdefault(graph or f"urn:twingraph:model:{p.stem}", []).append(p)
@@ -221,10 +237,6 @@ def ingest_turtle(
                     f"{result.inferred_triples} inferred types, {warnings} warnings "
                     f"({', '.join(f'{k} {v:.2f}s' for k, v in result.timings.items())})"
                 )
-    except AppError as exc:
-        _fail(exc)
-    finally:
-        platform.close()
 
 
 @cli.command("validate")
@@ -278,23 +290,12 @@ def query(
     data_dir: DataDir = None,
 ) -> None:
     """Run a read-only SPARQL query against the local store."""
-    from app.platform import open_platform
-
     if (text is None) == (file is None):
         err.print("Give the query as an argument or with -f FILE (one of them).")
         raise typer.Exit(2)
     sparql = text if text is not None else file.read_text()  # type: ignore[union-attr]
-    try:
-        platform = open_platform(_settings(data_dir))
-    except AppError as exc:
-        _fail(exc)
-        return
-    try:
+    with _opened(_settings(data_dir)) as platform:
         _print_answer(platform.sparql.run, sparql, fmt)
-    except AppError as exc:
-        _fail(exc)
-    finally:
-        platform.close()
 
 
 def _print_answer(run: object, sparql: str, fmt: str, **kwargs: object) -> None:
@@ -328,21 +329,12 @@ def graphs(
     ] = False,
 ) -> None:
     """List named graphs with their triple counts."""
-    from app.platform import open_platform
-
-    try:
-        platform = open_platform(_settings(data_dir))
-    except AppError as exc:
-        _fail(exc)
-        return
-    try:
+    with _opened(_settings(data_dir)) as platform:
         table = Table("graph", "kind", "triples")
         for g in platform.models.graphs():
             if all_graphs or g.kind == "model":
                 table.add_row(g.iri, g.kind, str(g.triples))
         out.print(table)
-    finally:
-        platform.close()
 
 
 @cli.command("queries")
@@ -356,14 +348,8 @@ def named_queries(
 ) -> None:
     """List the named queries, or run one."""
     from app.graph.named_queries import bind_params, with_values
-    from app.platform import open_platform
 
-    try:
-        platform = open_platform(_settings(data_dir))
-    except AppError as exc:
-        _fail(exc)
-        return
-    try:
+    with _opened(_settings(data_dir)) as platform:
         if name is None:
             table = Table("name", "params", "title")
             for q in sorted(platform.queries.values(), key=lambda q: q.key):
@@ -376,10 +362,6 @@ def named_queries(
             raise typer.Exit(2)
         raw = dict(p.split("=", 1) for p in (param or []) if "=" in p)
         _print_answer(platform.sparql.run, with_values(found, bind_params(found, raw)), fmt)
-    except AppError as exc:
-        _fail(exc)
-    finally:
-        platform.close()
 
 
 @cli.command()
