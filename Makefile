@@ -5,9 +5,20 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml ontologies/package-lock.json | sha1sum | cut -c1-12)
 QUDT   := ontologies/node_modules/@vocabulary/unit/unit.nq
 
-.PHONY: install run test bench lint clean
+.PHONY: install system-packages run test bench lint clean
 
-install: $(STAMP) $(QUDT)
+install: $(STAMP) $(QUDT) system-packages
+
+# PostgreSQL (telemetry) and Mosquitto (MQTT ingest) come from Debian when missing.
+system-packages:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v mosquitto_pub >/dev/null 2>&1 || missing="$$missing mosquitto-clients"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "please install:$$missing (apt-get install$$missing)"; exit 1; fi; fi
 
 $(STAMP): pyproject.toml ontologies/package-lock.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

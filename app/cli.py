@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,8 @@ ingest_cli = typer.Typer(no_args_is_help=True, help="Load building models.")
 token_cli = typer.Typer(no_args_is_help=True, help="Manage API tokens.")
 cli.add_typer(ingest_cli, name="ingest")
 cli.add_typer(token_cli, name="token")
+telemetry_cli = typer.Typer(no_args_is_help=True, help="Readings: import and inspect.")
+cli.add_typer(telemetry_cli, name="telemetry")
 
 out = Console()
 err = Console(stderr=True)
@@ -55,12 +58,15 @@ def _progress() -> Progress:
 
 
 @contextmanager
-def _opened(settings: Settings) -> Iterator[Platform]:
-    """The platform for one command; AppErrors end the command with their message."""
+def _opened(settings: Settings, *, telemetry: bool = False) -> Iterator[Platform]:
+    """The platform for one command; AppErrors end the command with their message.
+
+    Graph commands do not need PostgreSQL, so telemetry is opened only when asked for.
+    """
     from app.platform import open_platform
 
     try:
-        platform = open_platform(settings)
+        platform = open_platform(settings, telemetry=telemetry)
     except AppError as exc:
         _fail(exc)
     try:
@@ -414,6 +420,65 @@ def token_revoke(token_id: str, data_dir: DataDir = None) -> None:
     if not TokenStore(_settings(data_dir).tokens_path).revoke(token_id):
         err.print(f"No token with id {token_id}")
         raise typer.Exit(1)
+
+
+@telemetry_cli.command("import")
+def telemetry_import(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A CSV trend export.")],
+    timezone: Annotated[
+        str, typer.Option(help="Zone of times written without one (IANA name).")
+    ] = "UTC",
+    skip_unknown: Annotated[
+        bool, typer.Option(help="Import the columns that name known points, report the rest.")
+    ] = False,
+    batch: Annotated[int, typer.Option(help="Readings per database write.")] = 50_000,
+    data_dir: DataDir = None,
+) -> None:
+    """Import readings from CSV; columns map to points by time-series UUID/id, IRI or label."""
+    from zoneinfo import ZoneInfo
+
+    from app.telemetry.csv_import import parse_csv
+
+    with _opened(_settings(data_dir), telemetry=True) as platform:
+        assert platform.telemetry is not None
+        directory = platform.points
+
+        def resolve(key: str) -> uuid.UUID | None:
+            ref = directory.resolve(key)
+            return ref.uuid if ref else None
+
+        total_lines = sum(1 for _ in path.open(encoding="utf-8-sig")) - 1
+        with _progress() as progress:
+            task = progress.add_task(f"read {path.name}", total=max(total_lines, 1))
+            with path.open(encoding="utf-8-sig", newline="") as fh:
+                parsed = parse_csv(
+                    fh,
+                    resolve=resolve,
+                    default_tz=ZoneInfo(timezone),
+                    on_row=lambda n: progress.update(task, completed=n - 1),
+                )
+            if parsed.unmatched and not skip_unknown:
+                err.print(
+                    "[red]error[/red]: columns that name no known point: "
+                    + ", ".join(parsed.unmatched)
+                    + " (nothing imported; --skip-unknown imports the rest)"
+                )
+                raise typer.Exit(1)
+            store_task = progress.add_task("store", total=len(parsed.readings))
+            inserted = duplicates = 0
+            for i in range(0, len(parsed.readings), batch):
+                chunk = parsed.readings[i : i + batch]
+                result = platform.telemetry.write(readings=chunk)
+                inserted += result.inserted
+                duplicates += result.duplicates
+                progress.advance(store_task, len(chunk))
+        for name in parsed.unmatched:
+            err.print(f"[yellow]skipped column[/yellow]: {name}")
+        out.print(
+            f"{path.name}: {parsed.rows} rows, {len(parsed.columns)} points, "
+            f"{len(parsed.readings)} readings ({inserted} new, {duplicates} already stored), "
+            f"{parsed.gaps} empty cells"
+        )
 
 
 def main() -> None:

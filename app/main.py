@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from app import __version__
-from app.api import graph_store, graphs, health, problems, queries, sparql
+from app.api import graph_store, graphs, health, problems, queries, sparql, telemetry
 from app.lifespan import make_lifespan
 from app.platform import Platform
 from app.settings import Settings
@@ -22,7 +22,7 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
         lifespan=make_lifespan(settings, platform),
     )
     problems.install(app)
-    for module in (health, sparql, graph_store, graphs, queries):
+    for module in (health, sparql, graph_store, graphs, queries, telemetry):
         app.include_router(module.router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from app.domain.iris import BRICK, ontology_graph
@@ -26,8 +28,14 @@ from app.graph.ontology import (
 from app.graph.remote import RemoteStore
 from app.graph.sparql import QueryLimits, SparqlService
 from app.graph.store import GraphStore
+from app.points import PointDirectory
 from app.security.tokens import TokenStore
 from app.settings import Settings
+from app.telemetry.db import connect_pool
+from app.telemetry.pg_server import LocalPostgres
+from app.telemetry.readings import TelemetryStore
+from app.telemetry.readings import open_store as open_telemetry_store
+from app.telemetry.timescale import TimescaleSettings
 
 log = logging.getLogger("twingraph")
 
@@ -41,11 +49,19 @@ class Platform:
     tokens: TokenStore
     queries: dict[str, NamedQuery]
     sources: list[OntologySource]
+    points: PointDirectory
+    telemetry: TelemetryStore | None = None
     startup: dict[str, object] = field(default_factory=dict)
+    _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
-        self.sparql.close()
-        self.store.close()
+        """Release everything in the reverse order it was opened."""
+        for closer in reversed(self._closers):
+            try:
+                closer()
+            except Exception:  # closing must go on; the error is logged
+                log.exception("error while closing the platform")
+        self._closers.clear()
 
 
 def open_store(settings: Settings) -> GraphStore:
@@ -61,10 +77,40 @@ def build_validator(sources: list[OntologySource], shapes_dir: Path) -> ModelVal
     return ShaclValidator.from_files([s.path for s in sources], extra_shapes=extra)
 
 
-def open_platform(settings: Settings, *, validator: ModelValidator | None = None) -> Platform:
+def open_telemetry(settings: Settings, closers: list[Callable[[], None]]) -> TelemetryStore:
+    """PostgreSQL for readings: the configured server, or one the platform runs itself.
+
+    A local server this call started is stopped again by the closers; one that was
+    already running (another TwinGraph process on the same data dir) is left alone.
+    """
+    dsn = settings.database_url
+    if dsn is None:
+        local = LocalPostgres(settings.postgres_dir)
+        already_running = local.running
+        dsn = local.start()
+        if not already_running:
+            closers.append(local.stop)
+    pool = connect_pool(dsn)
+    closers.append(pool.close)
+    return open_telemetry_store(
+        pool,
+        timescale_settings=TimescaleSettings(
+            retention=timedelta(days=settings.retention_days) if settings.retention_days else None
+        ),
+    )
+
+
+def open_platform(
+    settings: Settings,
+    *,
+    validator: ModelValidator | None = None,
+    telemetry: bool = True,
+) -> Platform:
+    """Open every service; ``telemetry=False`` skips PostgreSQL (graph-only commands)."""
     t0 = time.perf_counter()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings)
+    closers: list[Callable[[], None]] = [store.close]
     try:
         sources = default_sources(settings.qudt_dir, settings.ontology_paths)
         dropped = drop_staging(store)
@@ -90,9 +136,12 @@ def open_platform(settings: Settings, *, validator: ModelValidator | None = None
             ),
             hidden_graphs=models.hidden_graphs,
         )
+        closers.append(sparql.close)
         queries = load_named_queries(settings.queries_dir) if settings.queries_dir.is_dir() else {}
+        readings = open_telemetry(settings, closers) if telemetry else None
     except BaseException:
-        store.close()
+        for closer in reversed(closers):
+            closer()
         raise
     platform = Platform(
         settings=settings,
@@ -102,6 +151,9 @@ def open_platform(settings: Settings, *, validator: ModelValidator | None = None
         tokens=TokenStore(settings.tokens_path),
         queries=queries,
         sources=sources,
+        points=PointDirectory(store, version=lambda: models.version),
+        telemetry=readings,
+        _closers=closers,
     )
     platform.startup = {
         "seconds": round(time.perf_counter() - t0, 3),
@@ -109,6 +161,7 @@ def open_platform(settings: Settings, *, validator: ModelValidator | None = None
         "staging_graphs_dropped": dropped,
         "unfinished_loads_dropped": unfinished,
         "qudt_loaded": any(s.name.startswith("qudt") for s in sources),
+        "telemetry": readings.features.as_dict() if readings else None,
     }
     log.info("platform open: %s", platform.startup)
     return platform

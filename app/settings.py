@@ -35,6 +35,17 @@ class Settings(BaseSettings):
     shapes_dir: Path = REPO_ROOT / "ontologies" / "shapes"
     queries_dir: Path = REPO_ROOT / "queries"
 
+    #: PostgreSQL for telemetry; when unset the platform runs its own under the data dir.
+    database_url: str | None = None
+    #: MQTT broker to take readings from (``mqtt://host:port``); unset: no MQTT ingest.
+    mqtt_url: str | None = None
+    #: MQTT client id: a fixed id keeps the broker-side session (and queued readings).
+    mqtt_client_id: str = "twingraph-ingest"
+    #: Most readings one HTTP batch may carry (413 beyond).
+    telemetry_max_batch: int = 200_000
+    #: Drop raw readings older than this many days (TimescaleDB retention); unset: keep.
+    retention_days: int | None = None
+
     #: SPARQL limits: wall-clock seconds, serialized result bytes, query text bytes.
     query_timeout_s: float = 30.0
     query_max_result_bytes: int = 64 * 1024 * 1024
@@ -48,6 +59,14 @@ class Settings(BaseSettings):
     @property
     def store_dir(self) -> Path:
         return self.data_dir / "oxigraph"
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.data_dir / "postgres"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "mosquitto"
 
     @property
     def tokens_path(self) -> Path:

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -20,13 +21,18 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from psycopg_pool import ConnectionPool
 
+from app.errors import UnavailableError
 from app.graph.models import ModelValidator
 from app.graph.ontology import default_sources
 from app.main import create_app
 from app.platform import Platform, build_validator, open_platform
 from app.security.tokens import Scope
 from app.settings import Settings
+from app.telemetry.db import connect_pool
+from app.telemetry.pg_server import LocalPostgres, find_bin_dir
+from app.telemetry.readings import TelemetryStore, open_store
 from ingest.demo_building import generate_building
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,6 +96,45 @@ def oxigraph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc.wait(10)
 
 
+@dataclass
+class PgServer:
+    server: LocalPostgres
+    dsn: str
+
+    @property
+    def root(self) -> Path:
+        return self.server.root
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    try:
+        find_bin_dir()
+    except UnavailableError as exc:
+        pytest.skip(f"PostgreSQL server binaries are not installed: {exc.detail}")
+    root = Path(tempfile.mkdtemp(prefix="twingraph-pg-test-"))
+    server = LocalPostgres(root)
+    try:
+        yield PgServer(server, server.start())
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_pool(pg_server: PgServer) -> Iterator[ConnectionPool]:
+    pool = connect_pool(pg_server.dsn, max_size=4, timeout_s=2)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="session")
+def telemetry_store(pg_pool: ConnectionPool) -> TelemetryStore:
+    return open_store(pg_pool)
+
+
 def make_settings(tmp: Path, mode: str, graph_url: str | None, **extra: object) -> Settings:
     return Settings(data_dir=tmp, graph_url=graph_url if mode == "remote" else None, **extra)
 
@@ -108,7 +153,10 @@ def platform(
     request: pytest.FixtureRequest,
 ) -> Iterator[Platform]:
     url = request.getfixturevalue("oxigraph_server") if store_mode == "remote" else None
-    settings = make_settings(tmp_path_factory.mktemp(f"data-{store_mode}"), store_mode, url)
+    pg: PgServer = request.getfixturevalue("pg_server")
+    settings = make_settings(
+        tmp_path_factory.mktemp(f"data-{store_mode}"), store_mode, url, database_url=pg.dsn
+    )
     p = open_platform(settings, validator=validator)
     yield p
     p.close()

@@ -22,4 +22,5 @@ def health(platform: PlatformDep) -> dict[str, object]:
         "ontologies": [{"name": s.name, "file": str(s.path)} for s in platform.sources],
         "startup": platform.startup,
         "anonymous_read": platform.settings.anonymous_read,
+        "telemetry": platform.telemetry.features.as_dict() if platform.telemetry else None,
     }

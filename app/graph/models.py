@@ -104,6 +104,8 @@ class ModelService:
         self.hierarchy = hierarchy
         self.replaced_by = dict(replaced_by)
         self._write_lock = threading.RLock()
+        #: Bumped by every committed change, so caches derived from models can tell.
+        self.version = 0
         self._loading: set[str] = set()
         #: Called when an update slipped past the textual check and changed an ontology;
         #: the platform reloads ontologies from their files.
@@ -241,6 +243,7 @@ class ModelService:
             timings["infer"] = time.perf_counter() - t1
             t2 = time.perf_counter()
             self._commit(graph, triples, inferred, replace=(mode == "replace"))
+            self.version += 1
             timings["commit"] = time.perf_counter() - t2
             size = self.triple_count(graph)
         notes = [] if validate else ["validation skipped on request"]
@@ -263,6 +266,7 @@ class ModelService:
             self.store.update(
                 f"DROP GRAPH <{graph}> ; DROP SILENT GRAPH <{inferred_graph_for(graph)}>"
             )
+            self.version += 1
 
     def apply_update(self, sparql: str, *, allow_managed: bool = False) -> UpdateResult:
         """Run a SPARQL Update, then validate what it changed; undo it if that fails.
@@ -336,6 +340,7 @@ class ModelService:
             for g in changed:
                 if g != DEFAULT_GRAPH and not is_managed_graph(g):
                     self._refresh_inferred(g)
+            self.version += 1
             return UpdateResult(
                 changed={g: (len(a), len(r)) for g, (a, r) in changed.items()}, report=report
             )

@@ -1,0 +1,84 @@
+"""A JSON batch of readings, as POSTed over HTTP: parsed whole, or refused whole.
+
+``{"readings": [{"point": "<uuid>", "time": "<RFC 3339>", "value": ...}, ...]}``. Every
+problem (bad UUID, time without a zone, NaN, wrong type) is collected with its index, so a
+client can fix a batch in one go; nothing from a batch with problems is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from datetime import datetime
+from typing import Any
+
+from app.domain.telemetry import Reading
+from app.errors import InvalidInputError, PayloadTooLargeError
+
+MAX_PROBLEMS = 50
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid reading value")
+
+
+def parse_json_batch(data: bytes, *, max_readings: int) -> list[Reading]:
+    try:
+        doc = json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"The body is not valid JSON: {exc}", code="bad_json") from exc
+    items = doc.get("readings") if isinstance(doc, dict) else None
+    if not isinstance(items, list):
+        raise InvalidInputError(
+            'Send {"readings": [{"point": "<uuid>", "time": "<RFC 3339>", "value": ...}]}',
+            code="bad_batch",
+        )
+    if len(items) > max_readings:
+        raise PayloadTooLargeError(
+            f"The batch has {len(items)} readings; the limit is {max_readings}. Split it.",
+            code="batch_too_large",
+        )
+    readings: list[Reading] = []
+    problems: list[dict[str, object]] = []
+    uuids: dict[str, uuid.UUID] = {}
+    for i, item in enumerate(items):
+        try:
+            readings.append(_reading(item, uuids))
+        except (ValueError, TypeError, KeyError) as exc:
+            if len(problems) < MAX_PROBLEMS:
+                problems.append({"index": i, "problem": str(exc).strip("'\"")})
+            else:
+                break
+    if problems:
+        raise InvalidInputError(
+            f"{len(problems)}{'+' if len(problems) == MAX_PROBLEMS else ''} reading(s) are "
+            f"invalid (first at index {problems[0]['index']}: {problems[0]['problem']}); "
+            "nothing was stored.",
+            code="bad_readings",
+            problems=problems,
+        )
+    return readings
+
+
+def _reading(item: Any, uuids: dict[str, uuid.UUID]) -> Reading:
+    if not isinstance(item, dict):
+        raise TypeError("a reading is an object with point, time and value")
+    point_text = item["point"]
+    point = uuids.get(point_text)
+    if point is None:
+        if not isinstance(point_text, str):
+            raise TypeError("point must be a UUID string")
+        point = uuids[point_text] = uuid.UUID(point_text)
+    time_text = item["time"]
+    if not isinstance(time_text, str):
+        raise TypeError("time must be an RFC 3339 string")
+    when = datetime.fromisoformat(time_text)
+    if when.tzinfo is None:
+        raise ValueError(f"time {time_text!r} has no zone offset (add Z or +hh:mm)")
+    value = item.get("value")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("value must be finite")
+    if not (value is None or isinstance(value, bool | int | float | str)):
+        raise TypeError("value must be a number, boolean, string or null")
+    return Reading(point, when, value)
