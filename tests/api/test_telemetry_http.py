@@ -142,10 +142,8 @@ def test_bad_readings_are_refused_with_their_index(
 
 
 def test_nan_is_refused(server: Server, demo_points: list[uuid.UUID]) -> None:
-    body = (
-        '{"readings": [{"point": "%s", "time": "2026-01-01T00:00:00Z", "value": NaN}]}'
-        % demo_points[0]
-    )
+    reading = f'{{"point": "{demo_points[0]}", "time": "2026-01-01T00:00:00Z", "value": NaN}}'
+    body = f'{{"readings": [{reading}]}}'
     r = httpx.post(
         f"{server.url}/telemetry",
         content=body,
