@@ -20,7 +20,7 @@ class Reading:
 
     point: uuid.UUID
     time: datetime
-    value: Value
+    value: Value = None
 
     def __post_init__(self) -> None:
         if self.time.tzinfo is None:

@@ -12,7 +12,6 @@ import pytest
 
 from tests.conftest import Server
 
-T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 #: Later than anything else the tests write, and later at each use: the newest write wins
 #: ``latest`` even when another store mode's run wrote to the same demo points.
 _LATER = itertools.count(1)
@@ -28,8 +27,9 @@ def demo_points(server: Server) -> list[uuid.UUID]:
 
 @pytest.fixture
 def fresh_time() -> Iterator[datetime]:
-    # Every test writes at its own hour, so tests sharing the database never collide.
-    yield T0 + timedelta(days=uuid.uuid4().int % 10_000)
+    # Every test writes at its own, ever later day: tests sharing the database and the demo
+    # points never collide, and each test's newest reading is the point's latest.
+    yield T_FAR + timedelta(days=next(_LATER))
 
 
 def post(server: Server, body: object, scope: str = "write") -> httpx.Response:
@@ -171,8 +171,7 @@ def test_writes_need_write_scope(
     assert post(server, batch(demo_points[0], fresh_time, [1]), scope="read").status_code == 403
 
 
-def test_csv_by_label_and_many_points_in_one_query(server: Server) -> None:
-    fresh_time = T_FAR + timedelta(days=next(_LATER))
+def test_csv_by_label_and_many_points_in_one_query(server: Server, fresh_time: datetime) -> None:
     refs = [
         r
         for r in server.platform.points.all()

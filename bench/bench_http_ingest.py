@@ -1,0 +1,123 @@
+"""HTTP batch ingest (POST /telemetry, JSON) vs raw psycopg binary COPY into the same table.
+
+Same run, same rows: the platform (embedded Oxigraph + a local PostgreSQL) serves a demo
+building over uvicorn on 127.0.0.1; a client posts 20k-reading batches for its points;
+then the same rows go through raw binary COPY into a table of identical shape. Target:
+HTTP >= 0.5x raw COPY. ``python -m bench.bench_http_ingest [--rows N] [--batch N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from app.main import create_app
+from app.platform import open_platform
+from app.security.tokens import Scope
+from app.settings import Settings
+from app.telemetry.readings import COPY_TYPES, encode
+from ingest.demo_building import generate_building, size_for
+
+
+def run(rows: int = 1_000_000, batch: int = 20_000) -> None:
+    root = Path(tempfile.mkdtemp(prefix="twingraph-bench-http-"))
+    root.chmod(0o755)  # as root, the local PostgreSQL runs as `postgres` and must reach it
+    platform = open_platform(Settings(data_dir=root))
+    try:
+        floors, vavs = size_for(50_000)
+        platform.models.ingest_triples(
+            graph="urn:twingraph:model:bench",
+            triples=generate_building(floors=floors, vavs_per_floor=vavs),
+        )
+        points = [r.uuid for r in platform.points.all() if r.timeseries_id][:1000]
+        token = platform.tokens.create(Scope.WRITE, label="bench")
+        t0 = datetime(2030, 1, 1, tzinfo=UTC)
+        bodies = []
+        flat = []
+        for b in range(0, rows, batch):
+            items = []
+            for i in range(b, min(b + batch, rows)):
+                p = points[i % len(points)]
+                when = t0 + timedelta(seconds=i // len(points) * 60)
+                items.append({"point": str(p), "time": when.isoformat(), "value": (i % 400) / 10})
+                flat.append((p, when, (i % 400) / 10))
+            bodies.append(json.dumps({"readings": items}).encode())
+
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        srv = uvicorn.Server(
+            uvicorn.Config(
+                create_app(platform=platform), host="127.0.0.1", port=port, log_level="warning"
+            )
+        )
+        threading.Thread(target=srv.run, daemon=True).start()
+        while not srv.started:
+            time.sleep(0.05)
+        try:
+            with httpx.Client(
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                timeout=120,
+            ) as http:
+                t = time.perf_counter()
+                for body in bodies:
+                    r = http.post(f"http://127.0.0.1:{port}/telemetry", content=body)
+                    r.raise_for_status()
+                http_s = time.perf_counter() - t
+        finally:
+            srv.should_exit = True
+
+        assert platform.telemetry is not None
+        pool = platform.telemetry._pool  # noqa: SLF001 - the benchmark compares against the same server
+        with pool.connection() as conn:
+            conn.execute("DROP TABLE IF EXISTS raw_readings")
+            conn.execute("CREATE TABLE raw_readings (LIKE readings INCLUDING ALL)")
+        encoded = [(p, w, *encode(v)) for p, w, v in flat]
+        t = time.perf_counter()
+        for i in range(0, rows, batch):
+            with (
+                pool.connection() as conn,
+                conn.cursor() as cur,
+                cur.copy(
+                    "COPY raw_readings (point, time, num, txt, kind) FROM STDIN (FORMAT BINARY)"
+                ) as copy,
+            ):
+                copy.set_types(COPY_TYPES)
+                for row in encoded[i : i + batch]:
+                    copy.write_row(row)
+        raw_s = time.perf_counter() - t
+        with pool.connection() as conn:
+            conn.execute("DROP TABLE raw_readings")
+        print(
+            f"\n== HTTP ingest: {rows:,} readings in batches of {batch:,}, {len(points)} points =="
+        )
+        print(f"raw binary COPY:     {rows / raw_s:>10,.0f} rows/s")
+        print(
+            f"POST /telemetry:     {rows / http_s:>10,.0f} rows/s  -> {raw_s / http_s:.2f}x of raw COPY (target >= 0.5x)"
+        )
+    finally:
+        platform.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--batch", type=int, default=20_000)
+    a = ap.parse_args()
+    run(a.rows, a.batch)
+
+
+if __name__ == "__main__":
+    main()
