@@ -143,16 +143,22 @@ def serve(
     except AppError as exc:
         _fail(exc)
     base = f"http://{settings.host}:{settings.port}"
-    if demo:
-        if not any(g.kind == "model" for g in platform.models.graphs()):
-            from ingest.demo_building import generate_building
+    from app.telemetry.live import start_demo_feed, start_mqtt_ingest
 
-            with err.status("Loading the demo building..."):
-                result = platform.models.ingest_triples(
-                    graph=DEMO_GRAPH, triples=generate_building(floors=3, vavs_per_floor=6)
-                )
-            err.print(f"Demo building loaded into <{DEMO_GRAPH}>: {result.graph_triples} triples")
+    try:
+        if demo:
+            _serve_demo_setup(platform)
+        start_mqtt_ingest(platform)
+        if demo and platform.settings.mqtt_url:
+            feed = start_demo_feed(platform, platform.settings.mqtt_url, graph=DEMO_GRAPH)
+            err.print(f"Simulating live readings for {feed.points} demo points over MQTT")
+    except AppError as exc:
+        platform.close()
+        _fail(exc)
+    if demo:
         token = platform.tokens.create(Scope.ADMIN, label="make run demo")
+        sample = next((r for r in platform.points.all() if r.point.endswith("/zat")), None)
+        sample = sample or next(iter(platform.points.all()), None)
         out.print(
             "\n[bold]TwinGraph is running[/bold]\n"
             f"  Home:          {base}/\n"
@@ -161,15 +167,37 @@ def serve(
             f"  SPARQL:        {base}/sparql\n"
             f"  Graph Store:   {base}/rdf-graphs\n"
             f"  Named queries: {base}/queries\n"
+            f"  MQTT broker:   {platform.settings.mqtt_url} (topics twingraph/<site>/...)\n"
             f"  Admin token:   {token}\n"
             "  Try: curl -s "
             f"'{base}/queries/ahus/list' -H 'Accept: text/csv'\n"
+            + (
+                f"       curl -s '{base}/points/{sample.uuid}/readings?bucket=1m'\n"
+                if sample
+                else ""
+            )
         )
     app = create_app(settings, platform=platform)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     finally:
         platform.close()
+
+
+def _serve_demo_setup(platform: Platform) -> None:
+    """Load the demo building if no model is stored; run a local broker if none is set."""
+    from app.telemetry.live import start_local_broker
+
+    if not any(g.kind == "model" for g in platform.models.graphs()):
+        from ingest.demo_building import generate_building
+
+        with err.status("Loading the demo building..."):
+            result = platform.models.ingest_triples(
+                graph=DEMO_GRAPH, triples=generate_building(floors=3, vavs_per_floor=6)
+            )
+        err.print(f"Demo building loaded into <{DEMO_GRAPH}>: {result.graph_triples} triples")
+    if platform.settings.mqtt_url is None:
+        platform.settings.mqtt_url = start_local_broker(platform)
 
 
 @ingest_cli.command("turtle")

@@ -19,10 +19,17 @@ def make_lifespan(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = platform is None
         app.state.platform = platform or await run_in_threadpool(open_platform, settings)
+        ingest = None
+        if owned:
+            from app.telemetry.live import start_mqtt_ingest
+
+            ingest = await run_in_threadpool(start_mqtt_ingest, app.state.platform)
         try:
             yield
         finally:
+            if ingest is not None:
+                await run_in_threadpool(ingest.stop)
             if owned:
-                app.state.platform.close()
+                await run_in_threadpool(app.state.platform.close)
 
     return lifespan

@@ -54,6 +54,10 @@ class Platform:
     startup: dict[str, object] = field(default_factory=dict)
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
+    def add_closer(self, closer: Callable[[], None]) -> None:
+        """Run ``closer`` when the platform closes (before what was opened earlier)."""
+        self._closers.append(closer)
+
     def close(self) -> None:
         """Release everything in the reverse order it was opened."""
         for closer in reversed(self._closers):

@@ -1,0 +1,317 @@
+"""A Mosquitto broker the platform manages itself, for development, tests and benchmarks.
+
+Layout under ``root``::
+
+    root/mosquitto.conf   written on every start (loopback listener, persistence on)
+    root/port             the TCP port, chosen once so restarts (and other processes) reuse it
+    root/mosquitto.pid    written by the broker; how a later ``start()`` finds a running one
+    root/mosquitto.db     the persistence file: sessions, subscriptions, queued QoS 1/2 messages
+    root/mosquitto.log
+    root/mosquitto.out    the broker's stdout/stderr (errors from before the log is open)
+
+The broker runs detached (its own session, not our child), so it outlives its starter,
+as a broker would in production; ``start()`` reuses it when it is still running.
+
+Persistence is on and ``max_queued_messages 0`` lifts the default cap of 1000 queued
+messages per offline session (beyond it mosquitto silently drops QoS 1 messages, which the
+ingest's durability contract cannot tolerate). Mosquitto saves the persistence file when it
+stops on SIGTERM (what ``stop()`` sends) and every ``autosave_interval`` (30 min), so a
+``kill -9`` of the broker loses what arrived since the last save: production brokers
+should lower ``autosave_interval`` or use a clustered broker.
+
+As root, mosquitto drops privileges to the ``mosquitto`` OS user after reading its config;
+it then opens the log and writes the persistence and pid files as that user. ``root`` is
+handed to that user when it can reach it; when it cannot (a parent directory it may not
+traverse, such as pytest's 0700 ``/tmp/pytest-of-root``, or no such user) the broker is
+told to stay root (``user root``), which ``user`` reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from app.errors import UnavailableError
+
+log = logging.getLogger(__name__)
+
+BROKER_OS_USER = "mosquitto"
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+#: Where distributions put the binary besides PATH (Debian: /usr/sbin, often not on PATH).
+EXTRA_SEARCH_PATH = "/usr/sbin:/sbin:/usr/local/sbin"
+INSTALL_HINT = (
+    "install it (Debian/Ubuntu: `apt-get install mosquitto`; Fedora: `dnf install "
+    "mosquitto`; macOS: `brew install mosquitto`) or point TwinGraph at an existing broker"
+)
+
+
+def find_mosquitto(search_path: str | None = None) -> Path:
+    """The ``mosquitto`` binary on ``search_path`` (default: PATH plus the sbin dirs)."""
+    if search_path is None:
+        search_path = os.pathsep.join(p for p in (os.environ.get("PATH"), EXTRA_SEARCH_PATH) if p)
+    exe = shutil.which("mosquitto", path=search_path)
+    if exe is None:
+        raise UnavailableError(
+            f"The mosquitto MQTT broker is not installed (searched {search_path}); " + INSTALL_HINT,
+            code="mosquitto_not_installed",
+        )
+    return Path(exe)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def accepts_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+class LocalMosquitto:
+    """Owns one mosquitto daemon under ``root``, listening on 127.0.0.1 only."""
+
+    def __init__(
+        self, root: Path, *, port: int | None = None, search_path: str | None = None
+    ) -> None:
+        self.root = root.resolve()
+        self.config = self.root / "mosquitto.conf"
+        self.log_file = self.root / "mosquitto.log"
+        self._port_file = self.root / "port"
+        self._pid_file = self.root / "mosquitto.pid"
+        self._out_file = self.root / "mosquitto.out"
+        self._requested_port = port
+        self._search_path = search_path
+        #: The OS user the broker runs as (decided by ``start()``).
+        self.user: str | None = None
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """True while the broker of this ``root`` is alive (checked via its pid file)."""
+        return self._pid() is not None
+
+    @property
+    def port(self) -> int:
+        """The port of the broker (remembered in ``root/port``); valid after ``start()``."""
+        try:
+            return int(self._port_file.read_text().strip())
+        except (OSError, ValueError):
+            raise UnavailableError(
+                f"mosquitto in {self.root} has never been started", code="mosquitto_failed"
+            ) from None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> str:
+        """Start the broker (or reuse the running one of this ``root``); its ``mqtt://`` URL.
+
+        Returns once the port accepts connections.
+        """
+        if self._pid() is not None:
+            self.user = self._configured_user()
+            self._wait_ready(self.port, None)
+            return self.url
+        exe = find_mosquitto(self._search_path)
+        self.root.mkdir(parents=True, exist_ok=True)
+        port = self._choose_port()
+        self.user = self._hand_over()
+        self._write_config(port, self.user)
+        self._pid_file.unlink(missing_ok=True)
+        # Through a shell that backgrounds it and exits, so the broker is nobody's child here
+        # and outlives us (a daemon, reaped by init); in its own session, so a Ctrl-C aimed
+        # at us does not reach it. Its stdout/stderr (config errors come before the log is
+        # open) go to mosquitto.out.
+        launcher = subprocess.run(
+            [
+                "/bin/sh",
+                "-c",
+                'exec "$0" -c "$1" </dev/null >"$2" 2>&1 & echo $!',
+                str(exe),
+                str(self.config),
+                str(self._out_file),
+            ],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            cwd=self.root,
+            start_new_session=True,
+            timeout=START_TIMEOUT_S,
+        )
+        if launcher.returncode != 0 or not launcher.stdout.strip().isdigit():
+            raise self._failure(f"could not launch {exe}: {launcher.stderr.strip()[-2000:]}")
+        self._wait_ready(port, int(launcher.stdout))
+        return self.url
+
+    def stop(self) -> None:
+        """SIGTERM (mosquitto saves its persistence file), then wait for the exit."""
+        pid = self._pid()
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while self._alive(pid):
+            if time.monotonic() > deadline:
+                log.warning("mosquitto %d ignored SIGTERM for %.0f s; killing", pid, STOP_TIMEOUT_S)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + STOP_TIMEOUT_S
+            time.sleep(0.01)
+        # Normally mosquitto removes it; not if it was killed.
+        self._pid_file.unlink(missing_ok=True)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _choose_port(self) -> int:
+        """The requested port; else the remembered one if still free; else any free port."""
+        if self._requested_port is not None:
+            port = self._requested_port
+        elif self._port_file.is_file():
+            port = int(self._port_file.read_text().strip())
+            if not port_is_free(port):
+                log.warning("port %d remembered in %s is taken; choosing another", port, self.root)
+                port = free_port()
+        else:
+            port = free_port()
+        self._port_file.write_text(f"{port}\n")
+        return port
+
+    def _hand_over(self) -> str:
+        """As root: give ``root`` to the broker's OS user when it can reach it (the user to
+        put in the config), else keep the broker root. Otherwise: the current user."""
+        if os.geteuid() != 0:
+            return pwd.getpwuid(os.geteuid()).pw_name
+        try:
+            user = pwd.getpwnam(BROKER_OS_USER)
+        except KeyError:
+            return "root"
+        probe = ["runuser", "-u", BROKER_OS_USER, "--", "test", "-x", str(self.root.parent)]
+        try:
+            reachable = subprocess.run(probe, capture_output=True).returncode == 0
+        except OSError:  # no runuser
+            reachable = False
+        if not reachable:
+            log.info(
+                "the %r user cannot reach %s (a parent directory is not traversable); "
+                "mosquitto will run as root",
+                BROKER_OS_USER,
+                self.root,
+            )
+            return "root"
+        for path in (self.root, self.log_file, self._pid_file, self.root / "mosquitto.db"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(path, user.pw_uid, user.pw_gid)
+        return BROKER_OS_USER
+
+    def _write_config(self, port: int, user: str) -> None:
+        self.config.write_text(
+            f"# Written by TwinGraph's LocalMosquitto on every start: edits are lost.\n"
+            f"listener {port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.root}/\n"
+            "max_queued_messages 0\n"
+            f"log_dest file {self.log_file}\n"
+            f"pid_file {self._pid_file}\n"
+            f"user {user}\n"
+        )
+
+    def _configured_user(self) -> str | None:
+        with contextlib.suppress(OSError):
+            for line in self.config.read_text().splitlines():
+                if line.startswith("user "):
+                    return line.split(None, 1)[1].strip()
+        return None
+
+    def _wait_ready(self, port: int, launched: int | None) -> None:
+        """Until the broker (``launched``, or the pid file's) accepts connections."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if launched is not None and not self._alive(launched):
+                raise self._failure(f"mosquitto exited at start (port {port})")
+            # The broker writes its pid file once its listener is open: until then the port
+            # may well accept connections, for another process.
+            pid = self._pid()
+            if pid is not None and pid == (launched or pid) and accepts_connections(port):
+                return
+            if time.monotonic() > deadline:
+                if launched is not None:  # do not leave a half-started broker behind
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(launched, signal.SIGKILL)
+                raise self._failure(
+                    f"mosquitto did not accept connections on 127.0.0.1:{port} within "
+                    f"{START_TIMEOUT_S:.0f} s"
+                )
+            time.sleep(0.01)
+
+    def _failure(self, message: str) -> UnavailableError:
+        tail = ""
+        for path in (self._out_file, self.log_file):
+            with contextlib.suppress(OSError):
+                if lines := path.read_text(errors="replace").splitlines()[-8:]:
+                    tail += f"\n{path}:\n" + "\n".join(lines)
+        return UnavailableError(message + tail, code="mosquitto_failed")
+
+    def _pid(self) -> int | None:
+        """The pid in the pid file, if that process is alive and is our broker."""
+        try:
+            text = self._pid_file.read_text().strip()
+        except OSError:
+            return None
+        if not text.isdigit():
+            return None
+        pid = int(text)
+        return pid if self._alive(pid) and self._is_ours(pid) else None
+
+    def _is_ours(self, pid: int) -> bool:
+        """Guards against a stale pid file whose pid now names another process."""
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            return not Path("/proc/self").exists()  # no procfs: trust the pid file
+        except OSError:
+            return True
+        return os.fsencode(self.config) in cmdline
+
+    @staticmethod
+    def _alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # alive, another user's
+        # Where PID 1 does not reap orphans (containers), an exited daemon stays a zombie.
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        return state not in ("Z", "X")
