@@ -177,11 +177,11 @@ def serve(
                 else ""
             )
         )
-    app = create_app(settings, platform=platform)
+    app = create_app(settings, platform=platform, close_platform=True)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     finally:
-        platform.close()
+        platform.close()  # if uvicorn never started; closing twice is harmless
 
 
 def _serve_demo_setup(platform: Platform) -> None:

@@ -13,8 +13,12 @@ from app.settings import Settings
 
 
 def make_lifespan(
-    settings: Settings, platform: Platform | None
+    settings: Settings, platform: Platform | None, *, close_platform: bool = False
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """``close_platform``: close a platform passed in when the app shuts down. The CLI needs
+    this: uvicorn re-raises SIGTERM after shutdown, so code after ``uvicorn.run`` never runs.
+    """
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = platform is None
@@ -29,7 +33,7 @@ def make_lifespan(
         finally:
             if ingest is not None:
                 await run_in_threadpool(ingest.stop)
-            if owned:
+            if owned or close_platform:
                 await run_in_threadpool(app.state.platform.close)
 
     return lifespan

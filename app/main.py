@@ -12,14 +12,20 @@ from app.platform import Platform
 from app.settings import Settings
 
 
-def create_app(settings: Settings | None = None, *, platform: Platform | None = None) -> FastAPI:
-    """Build the app. Pass ``platform`` to share an already-open one (tests, benchmarks)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    platform: Platform | None = None,
+    close_platform: bool = False,
+) -> FastAPI:
+    """Build the app. Pass ``platform`` to share an already-open one (tests, benchmarks,
+    the CLI); ``close_platform`` hands its closing to the app's shutdown."""
     settings = settings or (platform.settings if platform else Settings())
     app = FastAPI(
         title="TwinGraph",
         version=__version__,
         description="Semantic graph digital twins: Brick/REC models, SPARQL, telemetry.",
-        lifespan=make_lifespan(settings, platform),
+        lifespan=make_lifespan(settings, platform, close_platform=close_platform),
     )
     problems.install(app)
     for module in (health, sparql, graph_store, graphs, queries, telemetry):
