@@ -6,10 +6,19 @@ import sys
 
 
 def main() -> int:
-    from bench import bench_spine, bench_validation
+    from bench import (
+        bench_http_ingest,
+        bench_mqtt,
+        bench_spine,
+        bench_telemetry,
+        bench_validation,
+    )
 
     bench_validation.run()
     bench_spine.run()
+    bench_telemetry.run()
+    bench_http_ingest.run()
+    bench_mqtt.run()
     return 0
 
 
