@@ -9,8 +9,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from app.api.body import read_body
 from app.api.deps import CallerDep, PlatformDep, check_scope
-from app.errors import ForbiddenError, InvalidInputError, PayloadTooLargeError
+from app.errors import ForbiddenError, InvalidInputError
 from app.graph.models import DEFAULT_GRAPH
 from app.graph.rdf_io import format_from_media_type
 from app.graph.sparql import GRAPH_FORMATS, negotiate
@@ -69,13 +70,7 @@ async def _write(
     if not validate and not principal.allows(Scope.ADMIN):
         raise ForbiddenError("Skipping validation needs the admin scope", code="insufficient_scope")
     fmt = format_from_media_type(request.headers.get("content-type"))
-    limit = platform.settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"The upload exceeds {limit} bytes")
-    data = await request.body()
-    if len(data) > limit:
-        raise PayloadTooLargeError(f"The upload exceeds {limit} bytes")
+    data = await read_body(request, platform.settings.max_upload_bytes)
     existed = graph in await run_in_threadpool(platform.store.graph_names)
     result = await run_in_threadpool(
         lambda: platform.models.ingest(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from app.api.body import read_body
 from app.api.deps import PlatformDep, ReaderDep
-from app.errors import PayloadTooLargeError
 from app.graph.rdf_io import format_from_media_type
 
 router = APIRouter(tags=["models"])
@@ -21,9 +21,7 @@ def list_graphs(platform: PlatformDep, _: ReaderDep, kind: str | None = None) ->
 @router.post("/validate")
 async def validate(request: Request, platform: PlatformDep, _: ReaderDep) -> dict[str, object]:
     fmt = format_from_media_type(request.headers.get("content-type"))
-    data = await request.body()
-    if len(data) > platform.settings.max_upload_bytes:
-        raise PayloadTooLargeError("The upload exceeds the limit")
+    data = await read_body(request, platform.settings.max_upload_bytes)
     lenient = request.query_params.get("lenient", "false").lower() in ("1", "true", "yes")
     migrate = request.query_params.get("migrate", "false").lower() in ("1", "true", "yes")
 

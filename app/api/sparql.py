@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from app.api.body import read_body
 from app.api.deps import CallerDep, PlatformDep, check_scope
 from app.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
 from app.graph.sparql import FORMAT_ALIASES
@@ -86,11 +87,7 @@ async def sparql_get(request: Request, platform: PlatformDep, caller: CallerDep)
 async def sparql_post(request: Request, platform: PlatformDep, caller: CallerDep) -> Response:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     params = _multi(list(request.query_params.multi_items()))
-    body = await request.body()
-    limit = platform.settings.max_upload_bytes
-    if len(body) > limit:
-        raise PayloadTooLargeError(f"The request body exceeds {limit} bytes")
-    text = _decode(body)
+    text = _decode(await read_body(request, platform.settings.max_upload_bytes))
     if media == "application/sparql-query":
         return await _run_query(request, platform, caller, text, params)
     if media == "application/sparql-update":

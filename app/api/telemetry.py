@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from app.api.body import read_body
 from app.api.deps import PlatformDep, ReaderDep, WriterDep
 from app.domain.telemetry import Reading
 from app.errors import InvalidInputError, NotFoundError, PayloadTooLargeError, UnavailableError
@@ -93,13 +94,7 @@ def _store_checked(platform: Platform, readings: list[Reading]) -> dict[str, Any
 
 @router.post("/telemetry")
 async def ingest(request: Request, platform: PlatformDep, _: WriterDep) -> dict[str, Any]:
-    limit = platform.settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"The body exceeds {limit} bytes")
-    body = await request.body()
-    if len(body) > limit:
-        raise PayloadTooLargeError(f"The body exceeds {limit} bytes")
+    body = await read_body(request, platform.settings.max_upload_bytes)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     max_readings = platform.settings.telemetry_max_batch
 

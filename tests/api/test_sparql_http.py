@@ -251,3 +251,40 @@ def test_result_size_and_time_limits(server: Server) -> None:
         small.close()
         slow.close()
     assert json.loads(server.platform.sparql.run("ASK { ?s ?p ?o }").body)["boolean"] is True
+
+
+def test_uploads_and_queries_over_their_limits_are_413(server: Server, graph_iri: str) -> None:
+    settings = server.platform.settings
+    old = settings.max_upload_bytes
+    settings.max_upload_bytes = 200
+    try:
+        r = httpx.put(
+            f"{server.url}/rdf-graphs",
+            params={"graph": graph_iri},
+            content=vav_model(),
+            headers={**server.auth("write"), "Content-Type": "text/turtle"},
+        )
+        assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
+
+        def chunks():  # no Content-Length: the limit must hold while streaming
+            yield vav_model().encode()
+
+        r = httpx.put(
+            f"{server.url}/rdf-graphs",
+            params={"graph": graph_iri},
+            content=chunks(),
+            headers={**server.auth("write"), "Content-Type": "text/turtle"},
+        )
+        assert r.status_code == 413
+    finally:
+        settings.max_upload_bytes = old
+    assert graph_iri not in server.platform.store.graph_names()
+    long_query = "SELECT * WHERE { ?s ?p ?o } #" + "x" * (
+        server.platform.sparql.limits.max_query_length + 1
+    )
+    r = httpx.post(
+        f"{server.url}/sparql",
+        content=long_query,
+        headers={**server.auth("read"), "Content-Type": "application/sparql-query"},
+    )
+    assert r.status_code == 413 and r.json()["code"] == "query_too_long"
