@@ -12,19 +12,17 @@ import argparse
 import json
 import shutil
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import uvicorn
 
-from app.main import create_app
 from app.platform import open_platform
 from app.security.tokens import Scope
 from app.settings import Settings
-from app.telemetry.readings import COPY_TYPES, encode
+from app.telemetry.readings import encode
+from bench.common import raw_copy_seconds, serve
 from ingest.demo_building import generate_building, size_for
 
 
@@ -52,19 +50,8 @@ def run(rows: int = 1_000_000, batch: int = 20_000, clients: tuple[int, ...] = (
                 flat.append((p, when, (i % 400) / 10))
             bodies.append(json.dumps({"readings": items}).encode())
 
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        srv = uvicorn.Server(
-            uvicorn.Config(
-                create_app(platform=platform), host="127.0.0.1", port=port, log_level="warning"
-            )
-        )
-        threading.Thread(target=srv.run, daemon=True).start()
-        while not srv.started:
-            time.sleep(0.05)
+        url, srv = serve(platform)
+        port = int(url.rsplit(":", 1)[1])
         http_s: dict[int, float] = {}
         try:
             for n_clients in clients:
@@ -80,25 +67,8 @@ def run(rows: int = 1_000_000, batch: int = 20_000, clients: tuple[int, ...] = (
 
         assert platform.telemetry is not None
         pool = platform.telemetry._pool  # noqa: SLF001 - the benchmark compares against the same server
-        with pool.connection() as conn:
-            conn.execute("DROP TABLE IF EXISTS raw_readings")
-            conn.execute("CREATE TABLE raw_readings (LIKE readings INCLUDING ALL)")
         encoded = [(p, w, *encode(v)) for p, w, v in flat]
-        t = time.perf_counter()
-        for i in range(0, rows, batch):
-            with (
-                pool.connection() as conn,
-                conn.cursor() as cur,
-                cur.copy(
-                    "COPY raw_readings (point, time, num, txt, kind) FROM STDIN (FORMAT BINARY)"
-                ) as copy,
-            ):
-                copy.set_types(COPY_TYPES)
-                for row in encoded[i : i + batch]:
-                    copy.write_row(row)
-        raw_s = time.perf_counter() - t
-        with pool.connection() as conn:
-            conn.execute("DROP TABLE raw_readings")
+        raw_s = raw_copy_seconds(pool, encoded, batch)
         print(
             f"\n== HTTP ingest: {rows:,} readings in batches of {batch:,}, {len(points)} points =="
         )

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,13 +24,12 @@ from typing import TypeVar
 
 import httpx
 import pyoxigraph as ox
-import uvicorn
 
 from app.graph.ontology import default_sources
-from app.main import create_app
 from app.platform import Platform, build_validator, open_platform
 from app.security.tokens import Scope
 from app.settings import Settings
+from bench.common import serve
 from ingest.demo_building import generate_building, size_for
 
 T = TypeVar("T")
@@ -67,23 +65,6 @@ def prefixes() -> str:
     from app.domain.iris import STANDARD_PREFIXES
 
     return "".join(f"PREFIX {k}: <{v}>\n" for k, v in STANDARD_PREFIXES.items())
-
-
-def serve(platform: Platform) -> tuple[str, uvicorn.Server]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(
-        uvicorn.Config(
-            create_app(platform=platform), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    threading.Thread(target=srv.run, daemon=True).start()
-    while not srv.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}", srv
 
 
 def subclass_values(platform: Platform, cls: str) -> str:

@@ -30,7 +30,8 @@ from psycopg_pool import ConnectionPool
 from app.domain.telemetry import Reading
 from app.telemetry.db import connect_pool
 from app.telemetry.pg_server import LocalPostgres
-from app.telemetry.readings import COPY_TYPES, TelemetryStore, encode, open_store
+from app.telemetry.readings import TelemetryStore, encode, open_store
+from bench.common import raw_copy_seconds
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 POINTS = 1000
@@ -69,23 +70,8 @@ def bench_write(pool: ConnectionPool, store: TelemetryStore, rows: int, batch: i
     readings = _readings(rows, points)
     encoded = [(r.point, r.time, *encode(r.value)) for r in readings]
     with pool.connection() as conn:
-        conn.execute("DROP TABLE IF EXISTS raw_readings")
-        conn.execute("CREATE TABLE raw_readings (LIKE readings INCLUDING ALL)")
         conn.execute("TRUNCATE readings, latest")
-
-    t = time.perf_counter()
-    for i in range(0, rows, batch):
-        with (
-            pool.connection() as conn,
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY raw_readings (point, time, num, txt, kind) FROM STDIN (FORMAT BINARY)"
-            ) as copy,
-        ):
-            copy.set_types(COPY_TYPES)
-            for row in encoded[i : i + batch]:
-                copy.write_row(row)
-    raw_s = time.perf_counter() - t
+    raw_s = raw_copy_seconds(pool, encoded, batch)
 
     t = time.perf_counter()
     for i in range(0, rows, batch):
@@ -105,8 +91,6 @@ def bench_write(pool: ConnectionPool, store: TelemetryStore, rows: int, batch: i
         f"    TelemetryStore.write   {store_rate:>10,.0f} rows/s   ratio {store_rate / raw_rate:.2f}x"
     )
     print(f"    re-sent batch (all duplicates): {batch / resend_s:,.0f} rows/s")
-    with pool.connection() as conn:
-        conn.execute("DROP TABLE raw_readings")
 
 
 def _fill(pool: ConnectionPool, upto: int) -> None:
