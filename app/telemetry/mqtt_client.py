@@ -384,9 +384,8 @@ class LeanClient:
         self._generation = 0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
         # Outgoing QoS 1: sent and unacknowledged (by packet id), and not sent yet for want
         # of room in the server's Receive Maximum; both survive reconnects.
         self._inflight: dict[int, bytes] = {}
@@ -404,6 +403,10 @@ class LeanClient:
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("already started")
+        # Other threads wake the network thread (blocked in select) through this pair.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._thread = threading.Thread(
             target=self._run, name=f"mqtt-{self.options.client_id}", daemon=True
         )
@@ -466,41 +469,47 @@ class LeanClient:
             conn.out += packet
 
     def _wake(self) -> None:
-        with contextlib.suppress(OSError):  # full (already woken) or closed
-            self._wake_w.send(b"\0")
+        if self._wake_w is not None:
+            with contextlib.suppress(OSError):  # full (already woken) or closed
+                self._wake_w.send(b"\0")
 
     def _run(self) -> None:
         try:
             self._reconnect_loop()
         finally:
-            self._wake_r.close()
-            self._wake_w.close()
+            for end in (self._wake_r, self._wake_w):
+                if end is not None:
+                    end.close()
 
     def _reconnect_loop(self) -> None:
-        delay = self.options.reconnect_min_s
-        first = True
+        o = self.options
+        delay: float | None = None  # None: connect right away
         while not self._stopping.is_set():
-            if not first and self._stopping.wait(delay):
+            if delay is not None and self._stopping.wait(delay):
                 break
-            first = False
             try:
                 conn = self._connect()
             except (OSError, ProtocolError, ConnectionRefused) as exc:
+                delay = o.reconnect_min_s if delay is None else min(delay * 2, o.reconnect_max_s)
                 log.warning(
                     "MQTT connect to %s:%d failed: %s; retrying in %.0f s",
-                    self.options.host,
-                    self.options.port,
+                    o.host,
+                    o.port,
                     exc,
-                    min(delay * 2, self.options.reconnect_max_s),
+                    delay,
                 )
-                delay = min(delay * 2, self.options.reconnect_max_s)
                 continue
-            delay = self.options.reconnect_min_s
+            # After a lost connection, pause before reconnecting: a broker that keeps
+            # dropping us (another client taking over our id) must not make us spin.
+            delay = o.reconnect_min_s
             reason = "closed"
             try:
                 reason = self._serve(conn)
             except (OSError, ProtocolError) as exc:
                 reason = str(exc) or type(exc).__name__
+            except Exception as exc:  # a bug here or in a callback: log, reconnect
+                log.exception("MQTT network loop failed")
+                reason = f"internal error: {exc!r}"
             finally:
                 with self._lock:
                     self._conn = None
@@ -559,7 +568,7 @@ class LeanClient:
                 conn.out += dup
             self._release_waiting(conn)
         log.debug("MQTT connected (session present: %s)", session_present)
-        if self._on_connect is not None:
+        if self._on_connect is not None and not self._stopping.is_set():
             self._on_connect(session_present)
         if early:  # a broker may start a resumed session's redelivery right after CONNACK
             self._on_messages(conn.generation, early)
@@ -586,6 +595,7 @@ class LeanClient:
         sock, decoder = conn.sock, conn.decoder
         on_messages, generation = self._on_messages, conn.generation
         wake = self._wake_r
+        assert wake is not None
         while True:
             if self._stopping.is_set():
                 self._flush_and_disconnect(conn)

@@ -297,24 +297,27 @@ class MqttIngest:
                 return batch, None, False
 
     def _take(self, chunk: _Chunk, batch: _Batch) -> _Chunk | None:
-        """Parse the chunk into the batch; what does not fit once it is full, if any."""
+        """Parse the chunk into the batch; what does not fit once it is full, if any.
+        (The hot loop of the ingest: keep it lean.)"""
         readings, errors, limit = batch.readings, batch.errors, self._batch_max
         received, known_point = chunk.received, self._known_point
-        ids: list[int] = []
-        messages = chunk.messages
-        rest: _Chunk | None = None
-        for i, (topic, payload, _qos, packet_id) in enumerate(messages):
+        extend, messages = readings.extend, chunk.messages
+        taken = 0
+        for topic, payload, _qos, _packet_id in messages:
             parsed = parse_message(topic, payload, received=received, known_point=known_point)
-            readings.extend(parsed.readings)
+            extend(parsed.readings)
             if parsed.rejections:
                 errors.append(parsed)
-            if packet_id:  # QoS 0 has none and needs no ack
-                ids.append(packet_id)
-            if len(readings) >= limit and i + 1 < len(messages):
-                rest = _Chunk(chunk.generation, received, messages[i + 1 :])
+            taken += 1
+            if len(readings) >= limit:
                 break
-        batch.messages += len(messages) - (len(rest.messages) if rest else 0)
-        if ids:
+        rest: _Chunk | None = None
+        if taken < len(messages):
+            rest = _Chunk(chunk.generation, received, messages[taken:])
+            messages = messages[:taken]
+        batch.messages += taken
+        # QoS 0 messages have no packet id and need no ack.
+        if ids := [m[3] for m in messages if m[3]]:
             batch.acks.append((chunk.generation, ids))
         return rest
 

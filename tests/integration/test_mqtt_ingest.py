@@ -332,3 +332,36 @@ def test_the_simulator_feeds_the_ingest(broker: LocalMosquitto) -> None:
     assert all(isinstance(d, float) and 0 <= d <= 100 for d in dampers)
     assert ingest.rejected == 0
     assert not any(isinstance(v, float) and math.isnan(v) for v in temps)
+
+
+def test_many_rejections_stay_within_the_brokers_receive_maximum(broker: LocalMosquitto) -> None:
+    """mosquitto announces a Receive Maximum of 20 unacknowledged QoS 1 publishes per
+    client; the ingest's client queues the rest until PUBACKs free room (the MQTT 5 rule,
+    which stricter brokers enforce by disconnecting). All 150 rejections must arrive."""
+    sink = Sink()
+    ingest = started(broker, sink)
+    pub = Client(broker.url, watch="twingraph/+/errors")
+    try:
+        pub.publish(
+            telemetry_topic(SITE),
+            json.dumps({"readings": [{"point": "nope", "value": i} for i in range(150)]}),
+        )
+        eventually(lambda: len(pub.messages) == 150)
+    finally:
+        pub.close()
+        ingest.stop()
+    assert sorted(int(str(m["index"])) for m in pub.messages) == list(range(150))
+    assert ingest.connects == 1
+
+
+def test_keepalive_pings_keep_an_idle_connection(broker: LocalMosquitto) -> None:
+    sink = Sink()
+    ingest = started(broker, sink, keepalive_s=1)
+    try:
+        time.sleep(2.2)  # mosquitto drops a silent client after 1.5 keepalives
+        assert ingest.connected
+        assert ingest.connects == 1
+    finally:
+        ingest.stop()
+    log = (broker.root / "mosquitto.log").read_text()
+    assert "exceeded timeout" not in log
