@@ -88,7 +88,9 @@ def run(sizes: tuple[int, ...] = (5_000, 50_000, 500_000), brickschema_max: int 
         n = len(triples)
         print(f"\n-- building ~{target:,} triples ({n:,}; {floors} floors x {vavs} VAVs) --")
         with tempfile.TemporaryDirectory() as tmp:
-            platform = open_platform(Settings(data_dir=Path(tmp)), validator=validator)
+            platform = open_platform(
+                Settings(data_dir=Path(tmp)), validator=validator, telemetry=False
+            )
             try:
                 _bench_one(platform, validator, turtle, n, target, brickschema_max, pre)
             finally:
