@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse
 
 from app import __version__
 from app.api import graph_store, graphs, health, problems, queries, sparql, telemetry
+from app.api.graphql import graphql_router
 from app.lifespan import make_lifespan
 from app.platform import Platform
 from app.settings import Settings
@@ -30,6 +31,7 @@ def create_app(
     problems.install(app)
     for module in (health, sparql, graph_store, graphs, queries, telemetry):
         app.include_router(module.router)
+    app.include_router(graphql_router())
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
@@ -45,6 +47,7 @@ _INDEX = """<!doctype html><html><head><meta charset="utf-8"><title>TwinGraph</t
 <li><a href="/docs">API reference (OpenAPI)</a></li>
 <li><a href="/health">Health</a></li>
 <li><a href="/graphs">Graphs</a> and <a href="/queries">named queries</a></li>
+<li><a href="/graphql">GraphQL (GraphiQL)</a>: the building model joined with telemetry</li>
 <li>SPARQL 1.1 endpoint: <code>/sparql</code>; Graph Store Protocol: <code>/rdf-graphs</code></li>
 </ul></body></html>"""
 

@@ -7,6 +7,7 @@ import sys
 
 def main() -> int:
     from bench import (
+        bench_graphql,
         bench_http_ingest,
         bench_mqtt,
         bench_spine,
@@ -19,6 +20,7 @@ def main() -> int:
     bench_telemetry.run()
     bench_http_ingest.run()
     bench_mqtt.run()
+    bench_graphql.run()
     return 0
 
 

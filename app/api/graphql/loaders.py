@@ -1,0 +1,227 @@
+"""Per-request data loaders: every graph or telemetry read of a GraphQL request goes here.
+
+A loader collects the keys its resolvers ask for during one tick of the event loop and
+answers them with one SPARQL query or one SQL statement, so a request's round trips
+depend on the shape of the query, not on how many entities or points it touches. Each
+batch is counted in :class:`RoundTrips` (reported in the response's ``extensions``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+from strawberry.dataloader import DataLoader
+
+from app.domain.telemetry import Reading
+from app.errors import InvalidInputError, UnavailableError
+from app.graph.entities import EntityFilter, EntityRecord, EntityService, Page
+from app.platform import Platform
+from app.points import point_uuid, timeseries_uuid
+from app.telemetry.readings import Agg, BucketRow, TelemetryStore
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+#: Aggregates that can be combined across points (first/last lose their times per point).
+CROSS_POINT_AGGS = ("avg", "min", "max", "sum", "count")
+
+
+@dataclass(slots=True)
+class RoundTrips:
+    sparql: int = 0
+    sql: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"sparql": self.sparql, "sql": self.sql}
+
+
+@dataclass(frozen=True, slots=True)
+class RangeKey:
+    point: uuid.UUID
+    start: datetime
+    end: datetime
+    bucket: timedelta | None
+    agg: Agg
+    limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateKey:
+    points: frozenset[uuid.UUID]
+    start: datetime
+    end: datetime
+    bucket: timedelta
+    agg: Agg
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateRow:
+    start: datetime
+    value: float | None
+    points: int
+
+
+def series_uuid(record: EntityRecord) -> uuid.UUID:
+    """The UUID a point's readings are stored under (see app.points)."""
+    ts = record.timeseries_id
+    return timeseries_uuid(ts) if ts else point_uuid(record.iri)
+
+
+class Loaders:
+    def __init__(self, platform: Platform, trips: RoundTrips) -> None:
+        self._platform = platform
+        self.trips = trips
+        self.entities = EntityService(
+            platform.store,
+            hidden_graphs=platform.models.hidden_graphs,
+            timeout_s=platform.settings.query_timeout_s,
+        )
+        self.describe: DataLoader[str, EntityRecord] = DataLoader(load_fn=self._describe)
+        self.classes: DataLoader[str, frozenset[str]] = DataLoader(load_fn=self._classes)
+        self.relations: DataLoader[str, dict[str, list[str]]] = DataLoader(load_fn=self._relations)
+        self.points_within: DataLoader[tuple[str, str], list[str]] = DataLoader(
+            load_fn=self._points_within
+        )
+        self.latest: DataLoader[uuid.UUID, Reading | None] = DataLoader(load_fn=self._latest)
+        self.range: DataLoader[RangeKey, list[Any]] = DataLoader(load_fn=self._range)
+        self.aggregate: DataLoader[AggregateKey, list[AggregateRow]] = DataLoader(
+            load_fn=self._aggregate
+        )
+
+    # -- graph -------------------------------------------------------------------------
+
+    async def _sparql(self, fn: Callable[..., V], *args: Any, **kwargs: Any) -> V:
+        self.trips.sparql += 1
+        return await run_in_threadpool(fn, *args, **kwargs)
+
+    async def find(
+        self,
+        *,
+        classes: Sequence[str],
+        within: str | None,
+        where: EntityFilter | None,
+        after: str | None,
+        first: int,
+    ) -> Page:
+        """One page of matching entities, described in the same query (primes describe)."""
+        page = await self._sparql(
+            self.entities.find,
+            classes=classes,
+            within=within,
+            where=where,
+            after=after,
+            first=first,
+        )
+        for record in page.records:
+            self.describe.prime(record.iri, record)
+        return page
+
+    async def _describe(self, keys: list[str]) -> list[EntityRecord]:
+        found = await self._sparql(self.entities.describe, keys)
+        return [found[k] for k in keys]
+
+    async def _classes(self, keys: list[str]) -> list[frozenset[str]]:
+        found = await self._sparql(self.entities.classes, keys)
+        return [found.get(k, frozenset()) for k in keys]
+
+    async def _relations(self, keys: list[str]) -> list[dict[str, list[str]]]:
+        found = await self._sparql(self.entities.relations, keys)
+        return [found[k] for k in keys]
+
+    async def _points_within(self, keys: list[tuple[str, str]]) -> list[list[str]]:
+        found = await self._sparql(self.entities.points_within, keys)
+        return [found.get(k, []) for k in keys]
+
+    # -- telemetry ---------------------------------------------------------------------
+
+    def _telemetry(self) -> TelemetryStore:
+        if self._platform.telemetry is None:
+            raise UnavailableError("Telemetry storage is not configured", code="no_telemetry")
+        return self._platform.telemetry
+
+    async def _latest(self, keys: list[uuid.UUID]) -> list[Reading | None]:
+        store = self._telemetry()
+        self.trips.sql += 1
+        found = await run_in_threadpool(store.latest, points=keys)
+        return [found.get(k) for k in keys]
+
+    async def _range(self, keys: list[RangeKey]) -> list[list[Any]]:
+        store = self._telemetry()
+        groups: dict[tuple[Any, ...], list[uuid.UUID]] = defaultdict(list)
+        for k in keys:
+            groups[(k.start, k.end, k.bucket, k.agg, k.limit)].append(k.point)
+        answers: dict[tuple[Any, ...], dict[uuid.UUID, Any]] = {}
+        for params, points in groups.items():
+            start, end, bucket, agg, limit = params
+            self.trips.sql += 1
+            answers[params] = await run_in_threadpool(
+                store.range_many,
+                points=sorted(set(points)),
+                start=start,
+                end=end,
+                bucket=bucket,
+                agg=agg,
+                limit=limit if bucket is None else None,
+            )
+        return [answers[(k.start, k.end, k.bucket, k.agg, k.limit)][k.point] for k in keys]
+
+    async def _aggregate(self, keys: list[AggregateKey]) -> list[list[AggregateRow]]:
+        """Per-point buckets for the union of all keys' points (one SQL per parameter set),
+        then combined per key: avg is the mean of the points' averages (each point weighs
+        the same, however often it reports), min/max of theirs, sum and count add up."""
+        store = self._telemetry()
+        groups: dict[tuple[Any, ...], set[uuid.UUID]] = defaultdict(set)
+        for k in keys:
+            if k.agg not in CROSS_POINT_AGGS:
+                raise InvalidInputError(
+                    f"aggregate over points takes one of {', '.join(CROSS_POINT_AGGS)}",
+                    code="bad_aggregate",
+                )
+            groups[(k.start, k.end, k.bucket, k.agg)] |= k.points
+        per_point: dict[tuple[Any, ...], dict[uuid.UUID, Any]] = {}
+        for params, points in groups.items():
+            start, end, bucket, agg = params
+            if not points:
+                per_point[params] = {}
+                continue
+            self.trips.sql += 1
+            per_point[params] = await run_in_threadpool(
+                store.range_many,
+                points=sorted(points),
+                start=start,
+                end=end,
+                bucket=bucket,
+                agg=agg,
+            )
+        return [
+            _combine(per_point[(k.start, k.end, k.bucket, k.agg)], k.points, k.agg) for k in keys
+        ]
+
+
+def _combine(
+    rows: dict[uuid.UUID, list[BucketRow]], points: frozenset[uuid.UUID], agg: Agg
+) -> list[AggregateRow]:
+    by_start: dict[datetime, list[float]] = defaultdict(list)
+    for p in points:
+        for row in rows.get(p, ()):
+            if isinstance(row.value, int | float):
+                by_start[row.start].append(float(row.value))
+    out = []
+    for start in sorted(by_start):
+        values = by_start[start]
+        if agg == "avg":
+            value = sum(values) / len(values)
+        elif agg == "min":
+            value = min(values)
+        elif agg == "max":
+            value = max(values)
+        else:
+            value = sum(values)
+        out.append(AggregateRow(start, value, len(values)))
+    return out
