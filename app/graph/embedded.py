@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pyoxigraph import DefaultGraph, NamedNode, Quad, RdfFormat, Store, Variable
+from pyoxigraph import BlankNode, DefaultGraph, NamedNode, Quad, RdfFormat, Store, Triple, Variable
 
 from app.errors import UnavailableError
 from app.graph.store import QueryResult, Term, replace_update
@@ -85,6 +85,22 @@ class EmbeddedStore:
             self._store.extend(quads)  # one transaction, and the fastest atomic write
         else:
             self._store.update(replace_update(graphs, quads))
+
+    def triples_about(self, graph: str, iris: Sequence[str]) -> list[Triple]:
+        # Direct index lookups: several times faster than the equivalent CONSTRUCT.
+        g = NamedNode(graph)
+        out: list[Triple] = []
+        blanks: list[BlankNode] = []
+        for iri in iris:
+            node = NamedNode(iri)
+            for q in self._store.quads_for_pattern(node, None, None, g):
+                out.append(q.triple)
+                if isinstance(q.object, BlankNode):
+                    blanks.append(q.object)
+            out.extend(q.triple for q in self._store.quads_for_pattern(None, None, node, g))
+        for b in blanks:
+            out.extend(q.triple for q in self._store.quads_for_pattern(b, None, None, g))
+        return out
 
     def graph_names(self) -> list[str]:
         return sorted(g.value for g in self._store.named_graphs() if isinstance(g, NamedNode))

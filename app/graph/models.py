@@ -411,17 +411,7 @@ class ModelService:
             if not iris:
                 return []
             wanted = set(iris)
-            values = " ".join(f"<{i}>" for i in wanted)
-            res = self.store.query(
-                f"""CONSTRUCT {{ ?s ?p ?o }} WHERE {{ GRAPH <{graph}> {{
-                    VALUES ?n {{ {values} }}
-                    {{ ?n ?p ?o BIND(?n AS ?s) }}
-                    UNION {{ ?s ?p ?n BIND(?n AS ?o) }}
-                    UNION {{ ?n ?p0 ?s FILTER(isBlank(?s)) ?s ?p ?o }}
-                }} }}""",
-                union_default=False,
-            )
-            out = list(res)  # type: ignore[arg-type]
+            out = list(self.store.triples_about(graph, sorted(wanted)))
             if extra:
                 blanks = {t.object for t in extra if _iri(t.subject) in wanted}
                 out.extend(

@@ -11,10 +11,17 @@ import re
 from collections.abc import Mapping, Sequence
 
 import httpx
-from pyoxigraph import Quad, QueryResultsFormat, RdfFormat, parse, parse_query_results
+from pyoxigraph import Quad, QueryResultsFormat, RdfFormat, Triple, parse, parse_query_results
 
 from app.errors import QueryTimeoutError, UnavailableError
-from app.graph.store import GraphTriples, QueryResult, Term, replace_update, term_to_sparql
+from app.graph.store import (
+    GraphTriples,
+    QueryResult,
+    Term,
+    replace_update,
+    term_to_sparql,
+    triples_about_query,
+)
 
 _SERVER_POSITION = re.compile(r"error at (\d+):(\d+)")
 
@@ -112,6 +119,9 @@ class RemoteStore:
 
     def replace(self, graphs: Sequence[str], quads: Sequence[Quad]) -> None:
         self.update(replace_update(graphs, quads))
+
+    def triples_about(self, graph: str, iris: Sequence[str]) -> list[Triple]:
+        return list(self.query(triples_about_query(graph, iris), union_default=False))  # type: ignore[arg-type]
 
     def graph_names(self) -> list[str]:
         res = self.query("SELECT DISTINCT ?g WHERE { GRAPH ?g { } }", union_default=False)

@@ -86,6 +86,11 @@ class GraphStore(Protocol):
 
     def graph_names(self) -> list[str]: ...
 
+    def triples_about(self, graph: str, iris: Sequence[str]) -> list[Triple]:
+        """Triples of ``graph`` with one of ``iris`` as subject or object, plus the triples
+        of blank nodes those point to (so ``ref:hasExternalReference [...]`` comes whole)."""
+        ...
+
     def graph_sizes(self) -> dict[str, int]:
         """Triple count per named graph."""
         ...
@@ -137,6 +142,17 @@ def replace_update(graphs: Sequence[str], quads: Sequence[Quad]) -> str:
     if quads:
         ops.append(insert_data(quads))
     return " ;\n".join(ops)
+
+
+def triples_about_query(graph: str, iris: Sequence[str]) -> str:
+    """The CONSTRUCT behind :meth:`GraphStore.triples_about` for stores without indexes."""
+    values = " ".join(f"<{i}>" for i in iris)
+    return f"""CONSTRUCT {{ ?s ?p ?o }} WHERE {{ GRAPH <{graph}> {{
+        VALUES ?n {{ {values} }}
+        {{ ?n ?p ?o BIND(?n AS ?s) }}
+        UNION {{ ?s ?p ?n BIND(?n AS ?o) }}
+        UNION {{ ?n ?p0 ?s FILTER(isBlank(?s)) ?s ?p ?o }}
+    }} }}"""
 
 
 def term_to_sparql(term: Term) -> str:
