@@ -273,6 +273,41 @@ def ingest_turtle(
                 )
 
 
+@ingest_cli.command("haystack")
+def ingest_haystack(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help="Haystack grid: .zinc, .json (Haystack 3 JSON or Hayson), .trio, .csv",
+        ),
+    ],
+    graph: Annotated[
+        str | None,
+        typer.Option(help="Target graph IRI. Default: urn:twingraph:model:<file stem>."),
+    ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(help="Base IRI for entities. Default: urn:twingraph:haystack:<site id>/."),
+    ] = None,
+    merge: Annotated[
+        bool, typer.Option("--merge/--replace", help="Merge into the graph or replace it.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Parse a Haystack export, map it to Brick/REC, validate and commit it."""
+    from ingest.haystack.cli import run_haystack_ingest
+    from ingest.haystack.values import HaystackParseError
+
+    with _opened(_settings(data_dir)) as platform:
+        try:
+            run_haystack_ingest(platform, path, graph, base, err, merge=merge)
+        except HaystackParseError as exc:
+            err.print(f"[red]error[/red] (parse_error): {path}: {exc}")
+            raise typer.Exit(1) from exc
+
+
 @cli.command("validate")
 def validate_cmd(
     paths: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)],
