@@ -544,6 +544,44 @@ def telemetry_import(
         )
 
 
+@telemetry_cli.command("import-his")
+def telemetry_import_his(
+    paths: Annotated[
+        list[Path], typer.Argument(exists=True, dir_okay=False, help="Haystack hisRead grids.")
+    ],
+    point: Annotated[
+        str | None,
+        typer.Option(
+            help="The point (Haystack id, time-series UUID/id, IRI or label). "
+            "Default: the file name, as hisRead exports are named after the point id."
+        ),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Import Haystack history grids (ts, val) as readings of their points."""
+    from ingest.haystack.job import his_to_readings
+    from ingest.haystack.readers import read_grid
+
+    with _opened(_settings(data_dir), telemetry=True) as platform:
+        assert platform.telemetry is not None
+        failed = False
+        for path in paths:
+            key = point or path.stem
+            ref = platform.points.resolve(key)
+            if ref is None:
+                err.print(f"[red]{path.name}[/red]: no point {key!r} in the graph")
+                failed = True
+                continue
+            readings = his_to_readings(read_grid(path), ref.uuid)
+            result = platform.telemetry.write(readings=readings)
+            out.print(
+                f"{path.name} -> <{ref.point}>: {len(readings)} readings "
+                f"({result.inserted} new, {result.duplicates} already stored)"
+            )
+        if failed:
+            raise typer.Exit(1)
+
+
 def main() -> None:
     cli()
 

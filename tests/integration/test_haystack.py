@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,12 @@ from rich.console import Console
 from app.domain.iris import REF
 from app.graph.models import ModelValidator
 from app.platform import Platform
+from app.telemetry.readings import TelemetryStore
 from ingest.haystack.cli import run_haystack_ingest
 from ingest.haystack.job import haystack_to_triples, his_to_readings
 from ingest.haystack.readers import read_grid, read_records
 from ingest.haystack.values import Record, Ref
-from tests.conftest import shared_data
+from tests.conftest import PgServer, shared_data
 
 pytestmark = pytest.mark.shared_data
 
@@ -127,3 +129,45 @@ def test_ingest_into_the_platform(platform: Platform, graph_iri: str) -> None:
     again = run_haystack_ingest(platform, carytown("carytown.trio"), graph_iri, None, console)
     assert again.ingest.graph_triples == summary.ingest.graph_triples  # idempotent re-ingest
     assert NamedNode(graph_iri).value in {g.iri for g in platform.models.graphs()}
+
+
+def test_carytown_history_grids_import_as_readings(
+    tmp_path: Path, pg_server: PgServer, telemetry_store: TelemetryStore
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    site = shared_data("haystack", "carytown", "carytown.zinc")
+    grids = sorted(shared_data("timeseries", "carytown_his").glob("*.zinc"))
+    assert len(grids) == 3
+    env = {
+        **os.environ,
+        "TWINGRAPH_DATA_DIR": str(tmp_path),
+        "TWINGRAPH_DATABASE_URL": pg_server.dsn,
+        "COLUMNS": "250",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "app.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
+
+    assert cli("ingest", "haystack", str(site)).returncode == 0
+    r = cli("telemetry", "import-his", *map(str, grids))
+    assert r.returncode == 0, r.stderr
+    counts = [line for line in r.stdout.splitlines() if "readings" in line]
+    assert len(counts) == 3
+    for grid_path in grids:
+        expected = his_to_readings(read_grid(grid_path), uuid.uuid4())
+        assert f"{grid_path.name} -> " in r.stdout
+        assert f": {len(expected)} readings ({len(expected)} new" in " ".join(r.stdout.split())
+    again = cli("telemetry", "import-his", *map(str, grids))
+    assert "0 new" in again.stdout
+    missing = cli("telemetry", "import-his", str(grids[0]), "--point", "no-such-point")
+    assert missing.returncode == 1 and "no point" in missing.stderr
