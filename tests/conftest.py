@@ -7,7 +7,6 @@ store mode; tests write to their own uniquely named graphs.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from app.security.tokens import Scope
 from app.settings import Settings
 from app.telemetry.db import connect_pool
 from app.telemetry.pg_server import LocalPostgres, find_bin_dir
+from app.telemetry.ports import free_port
 from app.telemetry.readings import TelemetryStore, open_store
 from ingest.demo_building import generate_building
 
@@ -45,13 +45,6 @@ def shared_data(*parts: str) -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent (third-party data only present beside CI clones)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")

@@ -34,12 +34,12 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 from app.errors import UnavailableError
+from app.telemetry.ports import accepts_connections, free_port, port_is_free
 
 log = logging.getLogger(__name__)
 
@@ -65,31 +65,6 @@ def find_mosquitto(search_path: str | None = None) -> Path:
             code="mosquitto_not_installed",
         )
     return Path(exe)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def accepts_connections(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
 
 
 class LocalMosquitto:

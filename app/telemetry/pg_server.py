@@ -20,7 +20,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from app.errors import UnavailableError
+from app.telemetry.ports import free_port, port_is_free
 
 DATABASE = "twingraph"
 SUPERUSER = "twingraph"
@@ -78,24 +78,6 @@ def find_bin_dir(candidates: Sequence[Path] | None = None) -> Path:
         + INSTALL_HINT,
         code="postgres_not_installed",
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        # As the server does: TIME_WAIT leftovers of our own last run do not block the port.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 class LocalPostgres:

@@ -141,7 +141,7 @@ def test_a_requested_port_is_used_and_remembered(tmp_path: Path) -> None:
         find_mosquitto()
     except UnavailableError as exc:
         pytest.skip(exc.detail)
-    from app.telemetry.broker import free_port
+    from app.telemetry.ports import free_port
 
     port = free_port()
     broker = LocalMosquitto(tmp_path / "b", port=port)
