@@ -366,3 +366,103 @@ def test_depth_and_cost_limits(url: str, server: Server, base: str) -> None:
     bad_input = errors_of(url, server, '{ points(type: "not an iri") { nodes { id } } }')
     assert bad_input[0]["extensions"]["code"] == "bad_iri"
     assert bad_input[0]["path"] == ["points"]
+
+
+#: The benchmark's query (bench/bench_graphql.py, P4): a page of points with their latest
+#: value and an hourly average, fetched for the whole page ahead of the fields.
+P4 = """
+query($start: DateTime!, $end: DateTime!, $first: Int!) {
+  points(first: $first) {
+    nodes {
+      id
+      latest { time value }
+      avg: readings(start: $start, end: $end, bucket: "1h", agg: AVG) { value }
+    }
+  }
+}
+"""
+
+
+def test_p4_query_uses_a_bounded_number_of_round_trips(
+    url: str, server: Server, base: str, level3_readings: dict[str, list[float]]
+) -> None:
+    variables = {"start": T0.isoformat(), "end": (T0 + timedelta(hours=2)).isoformat()}
+    for first in (1, 50, 500):
+        result = run(url, server, P4, {**variables, "first": first})
+        assert result.data is not None and result.extensions is not None
+        assert len(result.data["points"]["nodes"]) <= first
+        # One query finds and describes the page; latest and the averages: one SQL each.
+        assert result.extensions["roundTrips"] == {"sparql": 1, "sql": 2}, first
+
+
+def test_page_telemetry_matches_the_readings_however_it_is_reached(
+    url: str, server: Server, base: str, level3_readings: dict[str, list[float]]
+) -> None:
+    """Prefetched for a page (variables or literals, aliases, fragments, edges) or loaded
+    for points reached through relationships: the same answers, bounded round trips."""
+    end = T0 + timedelta(hours=2)
+    expected = {
+        iri: (series[-1], [sum(series[:6]) / 6, sum(series[6:]) / 6])
+        for iri, series in level3_readings.items()
+    }
+    literal = f"""{{
+      points(type: "{ZAT}", within: "{base}bldg/L03") {{
+        edges {{ node {{ ...T }} }}
+      }}
+    }}
+    fragment T on Point {{
+      id latest {{ value }}
+      h: readings(start: "{T0.isoformat()}", end: "{end.isoformat()}", bucket: "1h") {{ value }}
+      raw: readings(start: "{T0.isoformat()}", end: "{end.isoformat()}", limit: 2) {{ value }}
+    }}"""
+    result = run(url, server, literal)
+    assert result.data is not None and result.extensions is not None
+    nodes = [e["node"] for e in result.data["points"]["edges"]]
+    assert {n["id"] for n in nodes} == set(expected)
+    for n in nodes:
+        latest, hourly = expected[n["id"]]
+        assert n["latest"]["value"] == latest
+        assert [b["value"] for b in n["h"]] == pytest.approx(hourly)
+        assert [r["value"] for r in n["raw"]] == level3_readings[n["id"]][:2]
+    assert result.extensions["roundTrips"] == {"sparql": 1, "sql": 3}
+
+    fields = (
+        'id ... on Point { latest { value } readings(start: $s, end: $e, bucket: "1h") { value } }'
+    )
+    through_entities = f"""query($l: ID!, $s: DateTime!, $e: DateTime!) {{
+      entities(type: "{ZAT}", within: $l) {{ nodes {{ {fields} }} }}
+    }}"""
+    nested = f"""query($l: ID!, $s: DateTime!, $e: DateTime!) {{
+      equipment(type: "brick:VAV", within: $l) {{
+        nodes {{ hasPoint(type: "{ZAT}") {{ {fields} }} }}
+      }}
+    }}"""
+    variables = {"l": base + "bldg/L03", "s": T0.isoformat(), "e": end.isoformat()}
+    for query, trips in [
+        # find+describe | latest, hourly ranges (fetched ahead for the page)
+        (through_entities, {"sparql": 1, "sql": 2}),
+        # find+describe, hasPoint relations, their classes (type:), their descriptions |
+        # the loaders' batches
+        (nested, {"sparql": 4, "sql": 2}),
+    ]:
+        result = run(url, server, query, variables)
+        assert result.data is not None and result.extensions is not None
+        nodes = next(iter(result.data.values()))["nodes"]
+        if "hasPoint" in nodes[0]:
+            nodes = [p for e in nodes for p in e["hasPoint"]]
+        assert {n["id"] for n in nodes} == set(expected)
+        for n in nodes:
+            latest, hourly = expected[n["id"]]
+            assert n["latest"]["value"] == latest
+            assert [b["value"] for b in n["readings"]] == pytest.approx(hourly)
+        assert result.extensions["roundTrips"] == trips
+
+
+def test_bad_readings_arguments_are_reported_per_field(url: str, server: Server, base: str) -> None:
+    query = f"""{{ points(type: "{ZAT}", within: "{base}bldg/L03") {{ nodes {{
+      readings(start: "2095-03-01T00:00:00", end: "2095-03-01T01:00:00") {{ value }}
+    }} }} }}"""
+    errors = errors_of(url, server, query)
+    # The first failing field nulls the (non-null) list: graphql-core reports that one.
+    assert [e["extensions"]["code"] for e in errors] == ["bad_time"]
+    assert errors[0]["path"][:2] == ["points", "nodes"] and errors[0]["path"][3] == "readings"

@@ -14,8 +14,12 @@ import strawberry
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def field(description: str) -> Callable[[F], F]:
-    return cast(Callable[[F], F], strawberry.field(description=description))
+def field(description: str, *, graphql_type: Any = None) -> Callable[[F], F]:
+    """``graphql_type`` declares the field's type when the resolver's annotation cannot
+    (a resolver that answers now or later, see Point.latest)."""
+    return cast(
+        Callable[[F], F], strawberry.field(description=description, graphql_type=graphql_type)
+    )
 
 
 def mutation(description: str) -> Callable[[F], F]:

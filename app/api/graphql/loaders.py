@@ -8,9 +8,10 @@ batch is counted in :class:`RoundTrips` (reported in the response's ``extensions
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -41,6 +42,10 @@ class RoundTrips:
         return {"sparql": self.sparql, "sql": self.sql}
 
 
+#: A readings query's arguments: start, end, bucket, agg, limit.
+RangeParams = tuple[datetime, datetime, timedelta | None, Agg, int | None]
+
+
 @dataclass(frozen=True, slots=True)
 class RangeKey:
     point: uuid.UUID
@@ -49,6 +54,10 @@ class RangeKey:
     bucket: timedelta | None
     agg: Agg
     limit: int | None
+
+    @property
+    def params(self) -> RangeParams:
+        return (self.start, self.end, self.bucket, self.agg, self.limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +102,11 @@ class Loaders:
         self.aggregate: DataLoader[AggregateKey, list[AggregateRow]] = DataLoader(
             load_fn=self._aggregate
         )
+        #: Telemetry fetched ahead for a page of points (see ``prefetch``), read
+        #: synchronously by Point.latest/readings; a miss goes through the loaders. A
+        #: failed query leaves its exception for the fields it was to serve to raise.
+        self.known_latest: dict[str, Reading | None | Exception] = {}
+        self.known_ranges: dict[tuple[str, RangeParams], list[Any] | Exception] = {}
 
     # -- graph -------------------------------------------------------------------------
 
@@ -108,8 +122,13 @@ class Loaders:
         where: EntityFilter | None,
         after: str | None,
         first: int,
+        light: bool = False,
     ) -> Page:
-        """One page of matching entities, described in the same query (primes describe)."""
+        """One page of matching entities, described in the same query (primes describe).
+
+        ``light`` describes only kinds and time series ids (see EntityService.find); such
+        records are not primed, and entities with several references, whose time series
+        only the full description settles, are described in full (one more query)."""
         page = await self._sparql(
             self.entities.find,
             classes=classes,
@@ -117,10 +136,17 @@ class Loaders:
             where=where,
             after=after,
             first=first,
+            light=light,
         )
-        for record in page.records:
-            self.describe.prime(record.iri, record)
-        return page
+        if not light:
+            for record in page.records:
+                self.describe.prime(record.iri, record)
+            return page
+        several = [r.iri for r in page.records if len(r.external_refs) > 1]
+        if not several:
+            return page
+        full = dict(zip(several, await self.describe.load_many(several), strict=True))
+        return Page([full.get(r.iri, r) for r in page.records], page.has_next)
 
     async def _describe(self, keys: list[str]) -> list[EntityRecord]:
         found = await self._sparql(self.entities.describe, keys)
@@ -145,6 +171,44 @@ class Loaders:
             raise UnavailableError("Telemetry storage is not configured", code="no_telemetry")
         return self._platform.telemetry
 
+    async def prefetch(
+        self, points: Sequence[EntityRecord], *, latest: bool, ranges: Sequence[RangeParams]
+    ) -> None:
+        """Latest readings and ranges of a page of points, ahead of their fields: one SQL
+        statement per kind (per parameter set for ranges), run concurrently. Answers are
+        kept by point IRI (``known_latest``, ``known_ranges``)."""
+        if not points or self._platform.telemetry is None:
+            return  # without telemetry, the fields report it through the loaders
+        series = {r.iri: series_uuid(r) for r in points}
+        jobs: list[Awaitable[None]] = []
+        if latest:
+            jobs.append(self._prefetch_latest(series))
+        jobs += [self._prefetch_range(series, params) for params in dict.fromkeys(ranges)]
+        await asyncio.gather(*jobs)
+
+    async def _prefetch_latest(self, series: dict[str, uuid.UUID]) -> None:
+        known = self.known_latest
+        points = list(dict.fromkeys(series.values()))
+        try:
+            found = await self._latest(points)
+        except Exception as exc:  # raised by each latest field, as through the loader
+            known.update(dict.fromkeys(series, exc))
+            return
+        by_point = dict(zip(points, found, strict=True))
+        for iri, point in series.items():
+            known[iri] = by_point[point]
+
+    async def _prefetch_range(self, series: dict[str, uuid.UUID], params: RangeParams) -> None:
+        known = self.known_ranges
+        try:
+            found: dict[uuid.UUID, Any] = await self._range_query(list(series.values()), params)
+        except Exception as exc:  # raised by each readings field with these arguments
+            for iri in series:
+                known[(iri, params)] = exc
+            return
+        for iri, point in series.items():
+            known[(iri, params)] = found[point]
+
     async def _latest(self, keys: list[uuid.UUID]) -> list[Reading | None]:
         store = self._telemetry()
         self.trips.sql += 1
@@ -152,24 +216,35 @@ class Loaders:
         return [found.get(k) for k in keys]
 
     async def _range(self, keys: list[RangeKey]) -> list[list[Any]]:
-        store = self._telemetry()
-        groups: dict[tuple[Any, ...], list[uuid.UUID]] = defaultdict(list)
+        groups: dict[RangeParams, list[uuid.UUID]] = defaultdict(list)
         for k in keys:
-            groups[(k.start, k.end, k.bucket, k.agg, k.limit)].append(k.point)
-        answers: dict[tuple[Any, ...], dict[uuid.UUID, Any]] = {}
-        for params, points in groups.items():
-            start, end, bucket, agg, limit = params
-            self.trips.sql += 1
-            answers[params] = await run_in_threadpool(
-                store.range_many,
-                points=sorted(set(points)),
-                start=start,
-                end=end,
-                bucket=bucket,
-                agg=agg,
-                limit=limit if bucket is None else None,
+            groups[k.params].append(k.point)
+        answers = dict(
+            zip(
+                groups,
+                await asyncio.gather(
+                    *(self._range_query(p, params) for params, p in groups.items())
+                ),
+                strict=True,
             )
-        return [answers[(k.start, k.end, k.bucket, k.agg, k.limit)][k.point] for k in keys]
+        )
+        return [answers[k.params][k.point] for k in keys]
+
+    async def _range_query(
+        self, points: Sequence[uuid.UUID], params: RangeParams
+    ) -> dict[uuid.UUID, Any]:
+        store = self._telemetry()
+        start, end, bucket, agg, limit = params
+        self.trips.sql += 1
+        return await run_in_threadpool(
+            store.range_many,
+            points=sorted(set(points)),
+            start=start,
+            end=end,
+            bucket=bucket,
+            agg=agg,
+            limit=limit if bucket is None else None,
+        )
 
     async def _aggregate(self, keys: list[AggregateKey]) -> list[list[AggregateRow]]:
         """Per-point buckets for the union of all keys' points (one SQL per parameter set),

@@ -7,15 +7,17 @@ from datetime import datetime
 from typing import TypeVar
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLObjectType
 from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.types import ExecutionContext
 
 from app.api.graphql.context import Info
 from app.api.graphql.extensions import AccessGuard, ErrorCodes, RoundTripsExtension
 from app.api.graphql.fields import field
+from app.api.graphql.lookahead import LIGHT_FIELDS, node_fields, readings_params
 from app.api.graphql.mutations import Mutation
 from app.api.graphql.types import (
+    DIRECT_RESOLVERS,
     AggregateBucketType,
     AggregateFunction,
     BuildingType,
@@ -23,6 +25,7 @@ from app.api.graphql.types import (
     EntityType,
     EquipmentType,
     LevelType,
+    OtherEntityType,
     PointType,
     SiteType,
     SpaceType,
@@ -77,15 +80,28 @@ async def _page(
             label_contains=where.label_contains,
             tags=tuple(expand_iri(t) for t in where.tags or ()),
         )
-    page = await info.context.loaders.find(
+    loaders = info.context.loaders
+    selected = node_fields(info)
+    names = {f.name for f in selected}
+    page = await loaders.find(
         classes=chosen,
         within=expand_iri(within) if within else None,
         where=flt,
         after=decode_cursor(after) if after else None,
         first=first,
+        # Typed connections only: ``entities`` lists every match the full description
+        # finds (see EntityService.find), and its nodes may need more anyway.
+        light=cls is not EntityType and names <= LIGHT_FIELDS,
     )
     pairs = [(make_entity(r), r.iri) for r in page.records]
     kept = [(e, i) for e, i in pairs if isinstance(e, cls)]
+    points = [e.record for e, _ in kept if isinstance(e, PointType)]
+    if points and ("latest" in names or "readings" in names):
+        await loaders.prefetch(
+            points,
+            latest="latest" in names,
+            ranges=readings_params(selected),
+        )
     last = page.records[-1].iri if page.records else None
     return connection(kept, last, page.has_next)
 
@@ -204,9 +220,11 @@ class TwinGraphSchema(strawberry.Schema):
 def build_schema(
     *, max_depth: int = 10, max_cost: int = 200_000, max_aliases: int = 50
 ) -> strawberry.Schema:
-    return TwinGraphSchema(
+    schema = TwinGraphSchema(
         query=Query,
         mutation=Mutation,
+        # No field returns OtherEntity by name (only the Entity interface), so list it.
+        types=[OtherEntityType],
         extensions=[
             functools.partial(QueryDepthLimiter, max_depth=max_depth),
             functools.partial(MaxAliasesLimiter, max_alias_count=max_aliases),
@@ -215,3 +233,9 @@ def build_schema(
             RoundTripsExtension,
         ],
     )
+    core = schema._schema  # noqa: SLF001 - the graphql-core schema strawberry built
+    for (type_name, field_name), resolver in DIRECT_RESOLVERS.items():
+        graphql_type = core.get_type(type_name)
+        if isinstance(graphql_type, GraphQLObjectType):  # types no field returns are left out
+            graphql_type.fields[field_name].resolve = resolver
+    return schema
