@@ -17,6 +17,7 @@ import msgspec
 
 from app.domain.telemetry import Reading
 from app.errors import InvalidInputError, PayloadTooLargeError
+from app.telemetry.gc_pause import gc_paused
 
 MAX_PROBLEMS = 50
 
@@ -39,7 +40,8 @@ def parse_json_batch(data: bytes, *, max_readings: int) -> list[Reading]:
     every problem with its index for the error response.
     """
     try:
-        readings = _DECODER.decode(data).readings
+        with gc_paused():
+            readings = _DECODER.decode(data).readings
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         _parse_slowly(data, max_readings=max_readings)
         raise InvalidInputError(f"The batch is invalid: {exc}", code="bad_readings") from exc

@@ -48,6 +48,7 @@ from app.telemetry.db import (
     migrate,
     translate_errors,
 )
+from app.telemetry.gc_pause import gc_paused
 
 Agg = Literal["avg", "min", "max", "sum", "count", "first", "last"]
 AGGS: tuple[str, ...] = ("avg", "min", "max", "sum", "count", "first", "last")
@@ -228,8 +229,9 @@ class TelemetryStore:
         """
         if not readings:
             return WriteResult(0, 0, 0)
-        rows, newest = encode_rows(readings)
-        with translate_errors("telemetry write"):
+        with gc_paused():
+            rows, newest = encode_rows(readings)
+        with translate_errors("telemetry write"), gc_paused():
             try:
                 with self._pool.connection() as conn, conn.transaction():
                     try:
