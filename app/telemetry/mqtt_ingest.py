@@ -40,6 +40,7 @@ from types import TracebackType
 from urllib.parse import unquote, urlsplit
 
 from app.domain.telemetry import Reading
+from app.telemetry.gc_pause import gc_paused
 from app.telemetry.mqtt_client import LeanClient, Message, Options
 from app.telemetry.mqtt_topics import (
     SUBSCRIPTIONS,
@@ -303,14 +304,15 @@ class MqttIngest:
         received, known_point = chunk.received, self._known_point
         extend, messages = readings.extend, chunk.messages
         taken = 0
-        for topic, payload, _qos, _packet_id in messages:
-            parsed = parse_message(topic, payload, received=received, known_point=known_point)
-            extend(parsed.readings)
-            if parsed.rejections:
-                errors.append(parsed)
-            taken += 1
-            if len(readings) >= limit:
-                break
+        with gc_paused():  # see app.telemetry.gc_pause: a chunk allocates in bulk
+            for topic, payload, _qos, _packet_id in messages:
+                parsed = parse_message(topic, payload, received=received, known_point=known_point)
+                extend(parsed.readings)
+                if parsed.rejections:
+                    errors.append(parsed)
+                taken += 1
+                if len(readings) >= limit:
+                    break
         rest: _Chunk | None = None
         if taken < len(messages):
             rest = _Chunk(chunk.generation, received, messages[taken:])
