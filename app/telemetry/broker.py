@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 from app.errors import UnavailableError
-from app.telemetry.ports import accepts_connections, free_port, port_is_free
+from app.telemetry.ports import accepts_connections, choose_port
 
 log = logging.getLogger(__name__)
 
@@ -166,18 +166,7 @@ class LocalMosquitto:
     # -- internals ---------------------------------------------------------------------------
 
     def _choose_port(self) -> int:
-        """The requested port; else the remembered one if still free; else any free port."""
-        if self._requested_port is not None:
-            port = self._requested_port
-        elif self._port_file.is_file():
-            port = int(self._port_file.read_text().strip())
-            if not port_is_free(port):
-                log.warning("port %d remembered in %s is taken; choosing another", port, self.root)
-                port = free_port()
-        else:
-            port = free_port()
-        self._port_file.write_text(f"{port}\n")
-        return port
+        return choose_port(self._port_file, self._requested_port)
 
     def _hand_over(self) -> str:
         """As root: give ``root`` to the broker's OS user when it can reach it (the user to

@@ -31,7 +31,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from app.errors import UnavailableError
-from app.telemetry.ports import free_port, port_is_free
+from app.telemetry.ports import choose_port
 
 DATABASE = "twingraph"
 SUPERUSER = "twingraph"
@@ -219,17 +219,7 @@ class LocalPostgres:
             pwfile.unlink(missing_ok=True)
 
     def _choose_port(self) -> int:
-        """The remembered port if still free; else the requested one; else any free port."""
-        if self._requested_port is not None:
-            port = self._requested_port
-        elif self._port_file.is_file():
-            port = int(self._port_file.read_text().strip())
-            if not port_is_free(port):
-                port = free_port()
-        else:
-            port = free_port()
-        self._port_file.write_text(f"{port}\n")
-        return port
+        return choose_port(self._port_file, self._requested_port)
 
     def _server_options(self, bin_dir: Path, port: int) -> str:
         options = [

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+from pathlib import Path
+
+log = logging.getLogger("twingraph.ports")
 
 
 def free_port() -> int:
@@ -29,3 +33,19 @@ def accepts_connections(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def choose_port(port_file: Path, requested: int | None) -> int:
+    """The requested port; else the one remembered in ``port_file`` if still free; else any
+    free port. The choice is remembered, so a server keeps its port across restarts."""
+    if requested is not None:
+        port = requested
+    elif port_file.is_file():
+        port = int(port_file.read_text().strip())
+        if not port_is_free(port):
+            log.warning("port %d remembered in %s is taken; choosing another", port, port_file)
+            port = free_port()
+    else:
+        port = free_port()
+    port_file.write_text(f"{port}\n")
+    return port
