@@ -207,3 +207,25 @@ def test_unreachable_server_is_unavailable() -> None:
     with pytest.raises(UnavailableError) as info:
         connect_pool("host=127.0.0.1 port=1 dbname=x user=x password=secret connect_timeout=2")
     assert "secret" not in info.value.detail
+
+
+def test_binary_copy_keeps_instants_text_and_microseconds(telemetry_store: TelemetryStore) -> None:
+    from datetime import timezone
+
+    point = uuid.uuid4()
+    plus2 = timezone(timedelta(hours=2))
+    times = [
+        datetime(2027, 3, 1, 12, 0, 0, 123456, tzinfo=plus2),
+        datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),  # before PostgreSQL's epoch
+        datetime(2027, 3, 1, 12, 0, 1, tzinfo=UTC),
+    ]
+    values: list[Value] = [21.25, "déjà vu ✓", None]
+    telemetry_store.write(
+        readings=[Reading(point, t, v) for t, v in zip(times, values, strict=True)]
+    )
+    got = telemetry_store.range(
+        point=point, start=datetime(1990, 1, 1, tzinfo=UTC), end=datetime(2030, 1, 1, tzinfo=UTC)
+    )
+    assert [(r.time, r.value) for r in got] == sorted(
+        zip(times, values, strict=True), key=lambda x: x[0]
+    )
