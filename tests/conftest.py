@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +126,18 @@ def pg_pool(pg_server: PgServer) -> Iterator[ConnectionPool]:
 @pytest.fixture(scope="session")
 def telemetry_store(pg_pool: ConnectionPool) -> TelemetryStore:
     return open_store(pg_pool)
+
+
+def run_cli(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """`twingraph ARGS` as a real process (a wide console, so rich does not wrap output)."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "250"},
+        timeout=300,
+        check=False,
+    )
 
 
 def make_settings(tmp: Path, mode: str, graph_url: str | None, **extra: object) -> Settings:

@@ -5,22 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+from tests.conftest import run_cli
 from tests.factories import broken_unit_model, vav_model
 
 
 def twingraph(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TWINGRAPH_DATA_DIR": str(data_dir), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
+    return run_cli(*args, env={**os.environ, "TWINGRAPH_DATA_DIR": str(data_dir)})
 
 
 def test_cli_ingest_validate_query_graphs_tokens(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from ingest.haystack.cli import run_haystack_ingest
 from ingest.haystack.job import haystack_to_triples, his_to_readings
 from ingest.haystack.readers import read_grid, read_records
 from ingest.haystack.values import Record, Ref
-from tests.conftest import PgServer, shared_data
+from tests.conftest import PgServer, run_cli, shared_data
 
 pytestmark = pytest.mark.shared_data
 
@@ -136,7 +136,6 @@ def test_carytown_history_grids_import_as_readings(
 ) -> None:
     import os
     import subprocess
-    import sys
 
     site = shared_data("haystack", "carytown", "carytown.zinc")
     grids = sorted(shared_data("timeseries", "carytown_his").glob("*.zinc"))
@@ -145,18 +144,10 @@ def test_carytown_history_grids_import_as_readings(
         **os.environ,
         "TWINGRAPH_DATA_DIR": str(tmp_path),
         "TWINGRAPH_DATABASE_URL": pg_server.dsn,
-        "COLUMNS": "250",
     }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "app.cli", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            check=False,
-        )
+        return run_cli(*args, env=env)
 
     assert cli("ingest", "haystack", str(site)).returncode == 0
     r = cli("telemetry", "import-his", *map(str, grids))

@@ -14,19 +14,10 @@ from pathlib import Path
 import httpx
 
 from app.telemetry.readings import TelemetryStore
-from tests.conftest import PgServer, free_port, shared_data
+from tests.conftest import PgServer, free_port, run_cli, shared_data
 from tests.factories import vav_model
 
-
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**env, "COLUMNS": "250"},
-        timeout=300,
-        check=False,
-    )
+cli = run_cli
 
 
 def test_acknowledged_readings_survive_kill_9(
