@@ -4,17 +4,23 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml ontologies/package-lock.json | sha1sum | cut -c1-12)
 QUDT   := ontologies/node_modules/@vocabulary/unit/unit.nq
+UPLOT  := ui/node_modules/uplot/dist/uPlot.esm.js
 
 .PHONY: install system-packages run test bench lint clean
 
-install: $(STAMP) $(QUDT) system-packages
+install: $(STAMP) $(QUDT) $(UPLOT) system-packages
 
-# PostgreSQL (telemetry) and Mosquitto (MQTT ingest) come from Debian when missing.
+# PostgreSQL (telemetry), Mosquitto (MQTT ingest), Chromium with its driver (the
+# explorer's browser test) and iproute2 (the BACnet test's network namespace) come from
+# Debian when missing.
 system-packages:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v mosquitto_pub >/dev/null 2>&1 || missing="$$missing mosquitto-clients"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
+	command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -35,6 +41,12 @@ $(QUDT): ontologies/package-lock.json
 	cd ontologies && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	@touch $@
 
+# The explorer's charting library (uPlot), served as it ships: no front-end build step.
+# Ordered after $(QUDT), whose rule installs npm when it is missing.
+$(UPLOT): ui/package-lock.json | $(QUDT)
+	cd ui && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
+
 run: install
 	$(BIN)/twingraph serve --demo
 
@@ -49,4 +61,4 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) var ontologies/node_modules
+	rm -rf $(VENV) var ontologies/node_modules ui/node_modules

@@ -16,7 +16,9 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from app.errors import AppError
+from app.security.haystack_users_cli import users_cli as haystack_users_cli
 from app.settings import Settings
+from ingest.bacnet.cli import ingest_bacnet
 
 if TYPE_CHECKING:
     from app.platform import Platform
@@ -28,6 +30,7 @@ cli.add_typer(ingest_cli, name="ingest")
 cli.add_typer(token_cli, name="token")
 telemetry_cli = typer.Typer(no_args_is_help=True, help="Readings: import and inspect.")
 cli.add_typer(telemetry_cli, name="telemetry")
+cli.add_typer(haystack_users_cli, name="haystack-user")
 
 out = Console()
 err = Console(stderr=True)
@@ -237,7 +240,8 @@ def ingest_turtle(
     from app.graph.rdf_io import format_from_filename
 
     mode: Literal["replace", "merge"] = "replace" if replace else "merge"
-    with _opened(_settings(data_dir)) as platform:
+    # The database is opened too: every model change is recorded as a revision.
+    with _opened(_settings(data_dir), telemetry=True) as platform:
         groups: dict[str, list[Path]] = {}
         for p in paths:
             groups.setdefault(graph or f"urn:twingraph:model:{p.stem}", []).append(p)
@@ -260,7 +264,7 @@ def ingest_turtle(
                     progress.advance(task)
                 progress.update(task, description=f"validate + commit <{target}>")
                 result = platform.models.ingest_triples(
-                    graph=target, triples=triples, mode=mode, validate=validate
+                    graph=target, triples=triples, mode=mode, validate=validate, author="cli"
                 )
                 progress.advance(task)
                 for n in notes + result.notes:
@@ -276,13 +280,30 @@ def ingest_turtle(
 @ingest_cli.command("haystack")
 def ingest_haystack(
     path: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
             exists=True,
             dir_okay=False,
             help="Haystack grid: .zinc, .json (Haystack 3 JSON or Hayson), .trio, .csv",
         ),
-    ],
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Read from a live Haystack server instead (its API base URL)."),
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="Haystack user (SCRAM login).")] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(envvar="TWINGRAPH_HAYSTACK_PASSWORD", help="Password; prompted if omitted."),
+    ] = None,
+    filter_text: Annotated[
+        str | None,
+        typer.Option("--filter", help="Haystack filter of the entities to read (with --url)."),
+    ] = None,
+    his: Annotated[
+        str | None,
+        typer.Option(help="Import history over a hisRead range, e.g. 2024-01-01,2024-01-31."),
+    ] = None,
     graph: Annotated[
         str | None,
         typer.Option(help="Target graph IRI. Default: urn:twingraph:model:<file stem>."),
@@ -296,11 +317,37 @@ def ingest_haystack(
     ] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Parse a Haystack export, map it to Brick/REC, validate and commit it."""
+    """Parse a Haystack export (or read a live server), map it to Brick/REC, validate and
+    commit it."""
     from ingest.haystack.cli import run_haystack_ingest
     from ingest.haystack.values import HaystackParseError
 
-    with _opened(_settings(data_dir)) as platform:
+    if url is not None:
+        from ingest.haystack.live import connect, ingest_from_server
+
+        if user is not None and password is None:
+            password = typer.prompt(f"Password for {user}", hide_input=True)
+        try:
+            client = connect(url, user, password)
+        except AppError as exc:
+            _fail(exc)
+        # The database is opened too: every model change is recorded as a revision.
+        with _opened(_settings(data_dir), telemetry=True) as platform:
+            ingest_from_server(
+                platform,
+                client,
+                err,
+                graph=graph,
+                base=base,
+                filter_text=filter_text,
+                his_range=his,
+                merge=merge,
+            )
+        return
+    if path is None:
+        err.print("[red]error[/red]: give a Haystack file or --url")
+        raise typer.Exit(2)
+    with _opened(_settings(data_dir), telemetry=True) as platform:
         try:
             run_haystack_ingest(platform, path, graph, base, err, merge=merge)
         except HaystackParseError as exc:
@@ -580,6 +627,9 @@ def telemetry_import_his(
             )
         if failed:
             raise typer.Exit(1)
+
+
+ingest_cli.command("bacnet")(ingest_bacnet)
 
 
 def main() -> None:

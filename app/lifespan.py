@@ -24,13 +24,28 @@ def make_lifespan(
         owned = platform is None
         app.state.platform = platform or await run_in_threadpool(open_platform, settings)
         ingest = None
+        if app.state.platform.events is not None:
+            # This process's share of the fan-out: SSE, subscriptions, twin services.
+            await run_in_threadpool(app.state.platform.events.start)
+        twins = None
+        if app.state.platform.twins is not None and app.state.platform.events is not None:
+            # Live twins: delivery to devices, command expiry, offline detection, MQTT channel.
+            from app.twins.factory import start_runtime
+
+            platform_ = app.state.platform
+            twins = await run_in_threadpool(
+                start_runtime, platform_.twins, platform_.events, platform_.settings
+            )
         if owned:
-            from app.telemetry.live import start_mqtt_ingest
+            from app.telemetry.live import start_event_bridge, start_mqtt_ingest
 
             ingest = await run_in_threadpool(start_mqtt_ingest, app.state.platform)
+            await run_in_threadpool(start_event_bridge, app.state.platform)
         try:
             yield
         finally:
+            if twins is not None:
+                await run_in_threadpool(twins.stop)
             if ingest is not None:
                 await run_in_threadpool(ingest.stop)
             if owned or close_platform:

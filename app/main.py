@@ -6,11 +6,25 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from app import __version__
-from app.api import graph_store, graphs, health, problems, queries, sparql, telemetry
+from app.api import devices as devices_api
+from app.api import (
+    events,
+    graph_store,
+    graphs,
+    health,
+    problems,
+    queries,
+    revisions,
+    sparql,
+    telemetry,
+)
+from app.api import twins as twins_api
 from app.api.graphql import graphql_router
+from app.api.haystack import haystack_router
 from app.lifespan import make_lifespan
 from app.platform import Platform
 from app.settings import Settings
+from app.ui import explorer_router
 
 
 def create_app(
@@ -29,9 +43,13 @@ def create_app(
         lifespan=make_lifespan(settings, platform, close_platform=close_platform),
     )
     problems.install(app)
-    for module in (health, sparql, graph_store, graphs, queries, telemetry):
+    for module in (health, sparql, graph_store, graphs, queries, telemetry, events, revisions):
         app.include_router(module.router)
+    app.include_router(twins_api.router)
+    app.include_router(devices_api.router)
     app.include_router(graphql_router())
+    app.include_router(haystack_router())
+    app.include_router(explorer_router(vendor_dir=settings.ui_vendor_dir))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
@@ -44,6 +62,8 @@ _INDEX = """<!doctype html><html><head><meta charset="utf-8"><title>TwinGraph</t
 <body style="font-family:sans-serif;max-width:48em;margin:2em auto">
 <h1>TwinGraph</h1>
 <ul>
+<li><a href="/explorer">Explorer</a>: the building tree with live point charts, and a
+<a href="/explorer/sparql">SPARQL editor</a></li>
 <li><a href="/docs">API reference (OpenAPI)</a></li>
 <li><a href="/health">Health</a></li>
 <li><a href="/graphs">Graphs</a> and <a href="/queries">named queries</a></li>

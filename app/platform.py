@@ -13,8 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from psycopg_pool import ConnectionPool
 
 from app.domain.iris import BRICK, ontology_graph
+from app.events.bus import EventBus
+from app.events.model_events import ModelEventRecorder
 from app.graph.embedded import EmbeddedStore
 from app.graph.models import ModelService, ModelValidator
 from app.graph.named_queries import NamedQuery, load_named_queries
@@ -28,6 +33,8 @@ from app.graph.ontology import (
 from app.graph.remote import RemoteStore
 from app.graph.sparql import QueryLimits, SparqlService
 from app.graph.store import GraphStore
+from app.history.asof import AsOfViews
+from app.history.revisions import RevisionStore
 from app.points import PointDirectory
 from app.security.tokens import TokenStore
 from app.settings import Settings
@@ -36,6 +43,9 @@ from app.telemetry.pg_server import LocalPostgres
 from app.telemetry.readings import TelemetryStore
 from app.telemetry.readings import open_store as open_telemetry_store
 from app.telemetry.timescale import TimescaleSettings
+
+if TYPE_CHECKING:
+    from app.twins.service import TwinService
 
 log = logging.getLogger("twingraph")
 
@@ -51,6 +61,13 @@ class Platform:
     sources: list[OntologySource]
     points: PointDirectory
     telemetry: TelemetryStore | None = None
+    #: PostgreSQL: the pool behind telemetry, events, revisions (None without a database).
+    db: ConnectionPool | None = None
+    events: EventBus | None = None
+    revisions: RevisionStore | None = None
+    history: AsOfViews | None = None
+    #: Live twins (app.twins.service.TwinService; None without a database).
+    twins: TwinService | None = None
     startup: dict[str, object] = field(default_factory=dict)
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -81,8 +98,10 @@ def build_validator(sources: list[OntologySource], shapes_dir: Path) -> ModelVal
     return ShaclValidator.from_files([s.path for s in sources], extra_shapes=extra)
 
 
-def open_telemetry(settings: Settings, closers: list[Callable[[], None]]) -> TelemetryStore:
-    """PostgreSQL for readings: the configured server, or one the platform runs itself.
+def open_database(
+    settings: Settings, closers: list[Callable[[], None]]
+) -> tuple[str, ConnectionPool]:
+    """PostgreSQL: the configured server, or one the platform runs itself.
 
     A local server this call started is stopped again by the closers; one that was
     already running (another TwinGraph process on the same data dir) is left alone.
@@ -96,6 +115,11 @@ def open_telemetry(settings: Settings, closers: list[Callable[[], None]]) -> Tel
             closers.append(local.stop)
     pool = connect_pool(dsn)
     closers.append(pool.close)
+    return dsn, pool
+
+
+def open_telemetry(settings: Settings, pool: ConnectionPool) -> TelemetryStore:
+    """Readings (migrates the schema, sets up TimescaleDB where the server offers it)."""
     return open_telemetry_store(
         pool,
         timescale_settings=TimescaleSettings(
@@ -142,7 +166,16 @@ def open_platform(
         )
         closers.append(sparql.close)
         queries = load_named_queries(settings.queries_dir) if settings.queries_dir.is_dir() else {}
-        readings = open_telemetry(settings, closers) if telemetry else None
+        readings = events = revisions = history = pool = None
+        if telemetry:
+            dsn, pool = open_database(settings, closers)
+            readings = open_telemetry(settings, pool)
+            events = EventBus(pool, dsn=dsn)
+            closers.append(events.stop)
+            revisions = RevisionStore(pool)
+            history = AsOfViews(store=store, revisions=revisions, hierarchy=hierarchy)
+            closers.append(history.close)
+            models.listeners.append(ModelEventRecorder(revisions=revisions, bus=events))
     except BaseException:
         for closer in reversed(closers):
             closer()
@@ -157,8 +190,25 @@ def open_platform(
         sources=sources,
         points=PointDirectory(store, version=lambda: models.version),
         telemetry=readings,
+        db=pool,
+        events=events,
+        revisions=revisions,
+        history=history,
         _closers=closers,
     )
+    if pool is not None and events is not None:
+        from app.twins.factory import open_twins
+
+        platform.twins = open_twins(
+            settings=settings,
+            pool=pool,
+            bus=events,
+            store=store,
+            hierarchy=hierarchy,
+            points=platform.points,
+            sparql=sparql,
+            telemetry=readings,
+        )
     platform.startup = {
         "seconds": round(time.perf_counter() - t0, 3),
         "ontologies_reloaded": reloaded,

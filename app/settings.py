@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     #: Our own SHACL shapes, validated together with Brick's.
     shapes_dir: Path = REPO_ROOT / "ontologies" / "shapes"
     queries_dir: Path = REPO_ROOT / "queries"
+    #: The Explorer UI's front-end libraries (``npm ci`` in ``ui/``; ``make install`` runs it).
+    ui_vendor_dir: Path = REPO_ROOT / "ui" / "node_modules"
 
     #: PostgreSQL for telemetry; when unset the platform runs its own under the data dir.
     database_url: str | None = None
@@ -55,6 +57,20 @@ class Settings(BaseSettings):
     #: Queries abandoned at their time limit keep a worker until Oxigraph finishes them;
     #: at most this many run at once before new queries are refused with 503.
     query_workers: int = 4
+
+    #: Live twins (app.twins): the MQTT client id of the device channel (a fixed id keeps
+    #: the broker-side session, so device messages sent while the server is down wait).
+    twins_mqtt_client_id: str = "twingraph-twins"
+    #: A device is marked offline after this many seconds without a heartbeat.
+    twins_heartbeat_timeout_s: float = 90.0
+    #: Twin state history: a new snapshot only when more than this has passed since the last.
+    twins_snapshot_delta_s: float = 60.0
+    #: Time-to-live of a command that does not say (seconds).
+    twins_command_ttl_s: float = 3600.0
+    #: How often commands are expired and silent devices marked offline (seconds).
+    twins_sweep_interval_s: float = 1.0
+    #: Signed device messages whose ts is further than this from the platform clock are refused.
+    twins_clock_skew_s: float = 300.0
 
     @property
     def store_dir(self) -> Path:

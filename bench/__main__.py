@@ -7,11 +7,13 @@ import sys
 
 def main() -> int:
     from bench import (
+        bench_events,
         bench_graphql,
         bench_http_ingest,
         bench_mqtt,
         bench_spine,
         bench_telemetry,
+        bench_twins,
         bench_validation,
     )
 
@@ -21,6 +23,8 @@ def main() -> int:
     bench_http_ingest.run()
     bench_mqtt.run()
     bench_graphql.run()
+    bench_twins.run()
+    bench_events.run()
     return 0
 
 

@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 import uvicorn
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
 from app.errors import UnavailableError
@@ -98,6 +101,15 @@ class PgServer:
     def root(self) -> Path:
         return self.server.root
 
+    def database(self, name: str) -> str:
+        """A DSN for database ``name`` on this server, created if missing: each platform
+        gets its own, since revisions and events describe one graph store."""
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if exists.fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return make_conninfo(self.dsn, dbname=name)
+
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
@@ -160,7 +172,10 @@ def platform(
     url = request.getfixturevalue("oxigraph_server") if store_mode == "remote" else None
     pg: PgServer = request.getfixturevalue("pg_server")
     settings = make_settings(
-        tmp_path_factory.mktemp(f"data-{store_mode}"), store_mode, url, database_url=pg.dsn
+        tmp_path_factory.mktemp(f"data-{store_mode}"),
+        store_mode,
+        url,
+        database_url=pg.database(f"platform_{store_mode}"),
     )
     p = open_platform(settings, validator=validator)
     yield p

@@ -84,6 +84,7 @@ async def _write(
             else False,
             validate=validate,
             source=f"<{graph}>",
+            author=principal.label,
         )
     )
     status = 201 if not existed else 200
@@ -103,9 +104,9 @@ async def gsp_post(request: Request, platform: PlatformDep, caller: CallerDep) -
 
 @router.delete("/rdf-graphs")
 def gsp_delete(request: Request, platform: PlatformDep, caller: CallerDep) -> Response:
-    check_scope(platform, caller, Scope.WRITE)
+    principal = check_scope(platform, caller, Scope.WRITE)
     graph = _target(request)
     if not graph:
         raise InvalidInputError("DELETE needs ?graph=IRI", code="missing_graph")
-    platform.models.delete(graph)
+    platform.models.delete(graph, author=principal.label)
     return Response(status_code=204)

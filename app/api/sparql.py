@@ -41,13 +41,23 @@ async def _run_query(
     params: dict[str, list[str]],
 ) -> Response:
     check_scope(platform, caller, Scope.READ)
+    store, revision = None, None
+    as_of = params.get("asOf") or params.get("as-of")
+    if as_of:
+        from app.api.revisions import history_of, parse_as_of
+
+        when = parse_as_of(as_of[0])
+        store, revision = await run_in_threadpool(history_of(platform).store_at, when)
     answer = await platform.sparql.run_async(
         query,
         accept=_accept(request, params),
         default_graphs=params.get("default-graph-uri", []),
         named_graphs=params.get("named-graph-uri", []),
+        store=store,
     )
     headers = {"X-TwinGraph-Query-Seconds": f"{answer.seconds:.4f}"}
+    if revision is not None:
+        headers["X-TwinGraph-Revision"] = str(revision)
     if answer.rewritten_paths:
         headers["X-TwinGraph-Rewritten-Paths"] = str(answer.rewritten_paths)
     return Response(answer.body, media_type=answer.media_type, headers=headers)
@@ -58,7 +68,10 @@ async def _run_update(platform: PlatformDep, caller: CallerDep, update: str) -> 
     if len(update.encode()) > platform.settings.max_upload_bytes:
         raise PayloadTooLargeError("The update is larger than the upload limit")
     result = await run_in_threadpool(
-        platform.models.apply_update, update, allow_managed=principal.allows(Scope.ADMIN)
+        platform.models.apply_update,
+        update,
+        allow_managed=principal.allows(Scope.ADMIN),
+        author=principal.label,
     )
     from fastapi.responses import JSONResponse
 

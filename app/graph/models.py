@@ -19,6 +19,7 @@ from pyoxigraph import DefaultGraph, NamedNode, Quad, RdfFormat, Triple, parse
 from app.domain.iris import SYSTEM_GRAPH, inferred_graph_for, is_managed_graph
 from app.domain.validation import ValidationReport, ValidationResult
 from app.errors import (
+    AppError,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
@@ -84,6 +85,28 @@ class GraphInfo:
     kind: str  # model | ontology | inferred | system
 
 
+@dataclass(frozen=True, slots=True)
+class ModelChange:
+    """A committed change to one model graph, as N-Triples lines (the revision's diff)."""
+
+    graph: str
+    operation: str  # replace | merge | update | delete
+    added: Sequence[bytes]
+    removed: Sequence[bytes]
+    author: str | None
+
+
+class ModelListener(Protocol):
+    """Told about every model write (revisions, events). Called under the write lock,
+    after the store committed (``committed``) or after a write was refused (``rejected``)."""
+
+    def committed(self, change: ModelChange) -> None: ...
+
+    def rejected(
+        self, *, graph: str | None, operation: str, error: AppError, author: str | None
+    ) -> None: ...
+
+
 @dataclass(slots=True)
 class UpdateResult:
     changed: dict[str, tuple[int, int]]  # graph -> (added, removed)
@@ -110,6 +133,8 @@ class ModelService:
         #: Called when an update slipped past the textual check and changed an ontology;
         #: the platform reloads ontologies from their files.
         self.on_ontology_tampered: Callable[[], None] = lambda: None
+        #: Revisions and events; diffs are only computed when someone listens.
+        self.listeners: list[ModelListener] = []
 
     # -- reading -----------------------------------------------------------------------
 
@@ -192,17 +217,24 @@ class ModelService:
         migrate_legacy: bool = False,
         base_iri: str | None = None,
         source: str = "input",
+        author: str | None = None,
     ) -> IngestResult:
         t0 = time.perf_counter()
-        triples, migration, notes = self.parse(
-            data,
-            fmt,
-            lenient=lenient,
-            migrate_legacy=migrate_legacy,
-            base_iri=base_iri,
-            source=source,
+        try:
+            triples, migration, notes = self.parse(
+                data,
+                fmt,
+                lenient=lenient,
+                migrate_legacy=migrate_legacy,
+                base_iri=base_iri,
+                source=source,
+            )
+        except AppError as exc:
+            self._rejected(graph, mode, exc, author)
+            raise
+        result = self.ingest_triples(
+            graph=graph, triples=triples, mode=mode, validate=validate, author=author
         )
-        result = self.ingest_triples(graph=graph, triples=triples, mode=mode, validate=validate)
         result.migration = migration
         result.notes[:0] = notes
         result.timings["parse"] = result.timings.get("parse", 0.0) + (
@@ -217,12 +249,30 @@ class ModelService:
         triples: Sequence[Triple],
         mode: Mode = "replace",
         validate: bool = True,
+        author: str | None = None,
     ) -> IngestResult:
-        _check_model_graph(graph)
+        try:
+            _check_model_graph(graph)
+        except AppError as exc:
+            self._rejected(graph, mode, exc, author)
+            raise
         timings: dict[str, float] = {}
         with self._write_lock:
             exists = graph in self.store.graph_names()
             report: ValidationReport | None = None
+            before = self._lines(graph) if self.listeners and exists else set()
+            new_lines = {_nt(t) for t in triples} if self.listeners else set()
+            if self.listeners and exists and _same_graph(before, new_lines, mode):
+                return IngestResult(
+                    graph=graph,
+                    mode=mode,
+                    triples_in=len(triples),
+                    graph_triples=len(before),
+                    inferred_triples=0,
+                    report=None,
+                    notes=["unchanged: the graph already holds exactly this model"],
+                    timings=timings,
+                )
             t0 = time.perf_counter()
             if validate and self.validator is not None:
                 if mode == "merge" and exists:
@@ -233,11 +283,13 @@ class ModelService:
                     report = self.validator.validate(triples)
                 timings["validate"] = time.perf_counter() - t0
                 if not report.conforms:
-                    raise ValidationFailedError(
+                    error = ValidationFailedError(
                         f"The model for <{graph}> has {len(report.violations)} SHACL "
                         "violation(s); nothing was stored.",
                         report=report.as_dict(),
                     )
+                    self._rejected(graph, mode, error, author)
+                    raise error
             t1 = time.perf_counter()
             inferred = inferred_types(triples, self.hierarchy)
             timings["infer"] = time.perf_counter() - t1
@@ -246,6 +298,14 @@ class ModelService:
             self.version += 1
             timings["commit"] = time.perf_counter() - t2
             size = self.triple_count(graph)
+            if self.listeners:
+                # The diff from the store itself: a remote server relabels blank nodes.
+                after = self._lines(graph)
+                self._committed(
+                    ModelChange(
+                        graph, mode, sorted(after - before), sorted(before - after), author
+                    )
+                )
         notes = [] if validate else ["validation skipped on request"]
         return IngestResult(
             graph=graph,
@@ -258,17 +318,31 @@ class ModelService:
             timings=timings,
         )
 
-    def delete(self, graph: str) -> None:
+    def delete(self, graph: str, *, author: str | None = None) -> None:
         _check_model_graph(graph)
         with self._write_lock:
             if graph not in self.store.graph_names():
                 raise NotFoundError(f"No graph named <{graph}>", code="graph_not_found")
+            before = self._lines(graph) if self.listeners else set()
             self.store.update(
                 f"DROP GRAPH <{graph}> ; DROP SILENT GRAPH <{inferred_graph_for(graph)}>"
             )
             self.version += 1
+            if self.listeners:
+                self._committed(ModelChange(graph, "delete", [], sorted(before), author))
 
-    def apply_update(self, sparql: str, *, allow_managed: bool = False) -> UpdateResult:
+    def apply_update(
+        self, sparql: str, *, allow_managed: bool = False, author: str | None = None
+    ) -> UpdateResult:
+        try:
+            return self._apply_update(sparql, allow_managed=allow_managed, author=author)
+        except AppError as exc:
+            self._rejected(None, "update", exc, author)
+            raise
+
+    def _apply_update(
+        self, sparql: str, *, allow_managed: bool, author: str | None
+    ) -> UpdateResult:
         """Run a SPARQL Update, then validate what it changed; undo it if that fails.
 
         The update itself is atomic in the store. The graphs it touched are found by
@@ -341,11 +415,29 @@ class ModelService:
                 if g != DEFAULT_GRAPH and not is_managed_graph(g):
                     self._refresh_inferred(g)
             self.version += 1
+            for g, (added, removed) in changed.items():
+                if g != DEFAULT_GRAPH and not is_managed_graph(g):
+                    self._committed(
+                        ModelChange(g, "update", sorted(added), sorted(removed), author)
+                    )
             return UpdateResult(
                 changed={g: (len(a), len(r)) for g, (a, r) in changed.items()}, report=report
             )
 
     # -- internals ---------------------------------------------------------------------
+
+    def _lines(self, graph: str) -> set[bytes]:
+        return set(self.store.dump(graph, RdfFormat.N_TRIPLES).splitlines())
+
+    def _committed(self, change: ModelChange) -> None:
+        for listener in self.listeners:
+            listener.committed(change)
+
+    def _rejected(
+        self, graph: str | None, operation: str, error: AppError, author: str | None
+    ) -> None:
+        for listener in self.listeners:
+            listener.rejected(graph=graph, operation=operation, error=error, author=author)
 
     def _commit(
         self, graph: str, triples: Sequence[Triple], inferred: Sequence[Triple], *, replace: bool
@@ -475,6 +567,33 @@ class ModelService:
             for t in inferred_types(triples, self.hierarchy)
         ]
         self.store.replace([inf.value], quads)
+
+
+def _nt(t: Triple) -> bytes:
+    """The N-Triples line Oxigraph's dump writes for ``t`` (same escaping)."""
+    return f"{t.subject} {t.predicate} {t.object} .".encode()
+
+
+def _same_graph(before: set[bytes], new: set[bytes], mode: Mode) -> bool:
+    """Would writing ``new`` leave the graph as it is? Blank nodes compare by structure."""
+    if mode == "merge":
+        blank_free = not any(b"_:" in line for line in new)
+        return blank_free and new <= before
+    if len(before) != len(new):
+        return False
+    if before == new:
+        return True
+    if not any(b"_:" in line for line in new):
+        return False
+    return _canonical(before) == _canonical(new)
+
+
+def _canonical(lines: set[bytes]) -> set[Quad]:
+    from pyoxigraph import CanonicalizationAlgorithm, Dataset
+
+    dataset = Dataset(parse(b"\n".join(lines), format=RdfFormat.N_QUADS))
+    dataset.canonicalize(CanonicalizationAlgorithm.UNSTABLE)
+    return set(dataset)
 
 
 def _iri(term: object) -> str | None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import brickschema
 from pyoxigraph import RdfFormat
 
+from app.domain.classes import superclass_closure
 from app.domain.iris import (
     ONTOLOGY_GRAPH_PREFIX,
     OWL,
@@ -86,7 +87,7 @@ def ensure_loaded(
     store: GraphStore, sources: Iterable[OntologySource], *, force: bool = False
 ) -> list[str]:
     """Load each ontology whose graph is missing or stale; return the names (re)loaded."""
-    current = _loaded_hashes(store)
+    current = loaded_hashes(store)
     reloaded: list[str] = []
     for src in sources:
         digest = file_hash(src.path)
@@ -123,7 +124,7 @@ def drop_staging(store: GraphStore) -> list[str]:
     return stale
 
 
-def _loaded_hashes(store: GraphStore) -> dict[str, str]:
+def loaded_hashes(store: GraphStore) -> dict[str, str]:
     res = store.query(
         f"SELECT ?g ?h WHERE {{ GRAPH <{SYSTEM_GRAPH}> {{ ?g <{SOURCE_HASH}> ?h }} }}",
         union_default=False,
@@ -177,11 +178,4 @@ class ClassHierarchy:
         return self._closure(cls)
 
     def _compute(self, cls: str) -> frozenset[str]:
-        seen = {cls}
-        stack = [cls]
-        while stack:
-            for parent in self._parents.get(stack.pop(), ()):
-                if parent not in seen:
-                    seen.add(parent)
-                    stack.append(parent)
-        return frozenset(seen)
+        return superclass_closure(self._parents, cls)

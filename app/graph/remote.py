@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from urllib.parse import urlencode
 
 import httpx
 from pyoxigraph import Quad, QueryResultsFormat, RdfFormat, Triple, parse, parse_query_results
@@ -53,20 +54,23 @@ class RemoteStore:
         if substitutions:
             sparql = _append_values(sparql, substitutions)
         params: list[tuple[str, str | int | float | bool | None]] = []
-        if default_graphs:
-            params += [("default-graph-uri", g) for g in default_graphs]
-        elif union_default:
+        dataset = [("default-graph-uri", g) for g in default_graphs or ()]
+        dataset += [("named-graph-uri", g) for g in named_graphs or ()]
+        if not default_graphs and union_default:
             params.append(("union-default-graph", ""))
-        params += [("named-graph-uri", g) for g in named_graphs or ()]
-        headers = {
-            "Content-Type": "application/sparql-query",
-            "Accept": "application/sparql-results+json, application/n-triples;q=0.9",
-        }
+        headers = {"Accept": "application/sparql-results+json, application/n-triples;q=0.9"}
+        if dataset:
+            # A dataset of hundreds of graphs does not fit in a URL: a form-encoded body.
+            body = urlencode([("query", sparql), *dataset]).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        else:
+            body = sparql.encode()
+            headers["Content-Type"] = "application/sparql-query"
         try:
             resp = self._http.post(
                 "/query",
                 params=params,
-                content=sparql.encode(),
+                content=body,
                 headers=headers,
                 timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
             )

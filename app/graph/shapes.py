@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 
+from app.domain.classes import superclass_closure
 from app.domain.iris import OWL, RDF_TYPE, RDFS, RDFS_SUBCLASS_OF, SH, STANDARD_PREFIXES
 from app.errors import AppError
 
@@ -134,18 +135,9 @@ class OntologyIndex:
 
     def superclasses(self, class_iri: str) -> frozenset[str]:
         cached = self._closure.get(class_iri)
-        if cached is not None:
-            return cached
-        seen = {class_iri}
-        stack = [class_iri]
-        while stack:
-            for sup in self.direct_supers.get(stack.pop(), ()):
-                if sup not in seen:
-                    seen.add(sup)
-                    stack.append(sup)
-        result = frozenset(seen)
-        self._closure[class_iri] = result
-        return result
+        if cached is None:
+            cached = self._closure[class_iri] = superclass_closure(self.direct_supers, class_iri)
+        return cached
 
     def vocabulary_facts(self, iris: Iterable[str]) -> Iterator[ox.Triple]:
         """The rdf:type facts of the vocabulary individuals among ``iris``."""

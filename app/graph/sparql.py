@@ -180,9 +180,11 @@ class SparqlService:
         accept: str | None = None,
         default_graphs: Sequence[str] = (),
         named_graphs: Sequence[str] = (),
+        store: GraphStore | None = None,
     ) -> QueryAnswer:
-        """:meth:`run` for the event loop: no thread is blocked while the query runs."""
-        job = self._start(query, accept, default_graphs, named_graphs, None, True, None)
+        """:meth:`run` for the event loop: no thread is blocked while the query runs.
+        ``store``: evaluate against another store (a view of the model as of a time)."""
+        job = self._start(query, accept, default_graphs, named_graphs, None, True, None, store)
         try:
             body, media_type = await asyncio.wait_for(
                 asyncio.shield(asyncio.wrap_future(job.future)), job.timeout + 0.05
@@ -200,6 +202,7 @@ class SparqlService:
         substitutions: Mapping[str, Term] | None,
         rewrite: bool,
         timeout_s: float | None,
+        store: GraphStore | None = None,
     ) -> _Job:
         if len(query.encode()) > self.limits.max_query_length:
             raise PayloadTooLargeError(
@@ -233,6 +236,7 @@ class SparqlService:
                 substitutions,
                 started + timeout,
                 timeout,
+                store or self.store,
             )
         except BaseException:
             self._slots.release()
@@ -249,9 +253,10 @@ class SparqlService:
         substitutions: Mapping[str, Term] | None,
         deadline: float,
         timeout: float,
+        store: GraphStore,
     ) -> tuple[bytes, str]:
         try:
-            result = self.store.query(
+            result = store.query(
                 _with_prefixes(query),
                 union_default=not default_graphs,
                 default_graphs=default_graphs or None,

@@ -203,6 +203,8 @@ class LocalMosquitto:
             "persistence true\n"
             f"persistence_location {self.root}/\n"
             "max_queued_messages 0\n"
+            # Small messages go out at once (Nagle's delay doubled device round trips).
+            "set_tcp_nodelay true\n"
             f"log_dest file {self.log_file}\n"
             f"pid_file {self._pid_file}\n"
             f"user {user}\n"

@@ -63,6 +63,171 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        2,
+        "events",
+        """
+        -- The event log (app.events.bus): ids commit in order under an advisory lock, so a
+        -- consumer resumes with "id > last seen".
+        CREATE TABLE events (
+            id bigserial PRIMARY KEY,
+            time timestamptz NOT NULL DEFAULT clock_timestamp(),
+            type text NOT NULL,
+            ok boolean NOT NULL DEFAULT true,
+            twin text,
+            graph text,
+            site text,
+            classes text[] NOT NULL DEFAULT '{}',
+            author text,
+            data jsonb NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX events_time ON events (time);
+        CREATE INDEX events_twin ON events (twin, id) WHERE twin IS NOT NULL;
+        """,
+    ),
+    Migration(
+        3,
+        "revisions",
+        """
+        -- Every model change (app.graph.revisions): the diff as zlib-compressed N-Triples.
+        CREATE TABLE revisions (
+            id bigserial PRIMARY KEY,
+            time timestamptz NOT NULL DEFAULT clock_timestamp(),
+            author text,
+            graph text NOT NULL,
+            operation text NOT NULL,
+            added integer NOT NULL,
+            removed integer NOT NULL,
+            added_nt bytea NOT NULL,
+            removed_nt bytea NOT NULL
+        );
+        CREATE INDEX revisions_time ON revisions (time);
+        CREATE INDEX revisions_graph ON revisions (graph, id);
+        """,
+    ),
+    Migration(
+        4,
+        "twins",
+        """
+        -- Live twins (app.twins): one row per twin of a graph entity, with its device
+        -- status, desired-version counters and the SHA-256 digest of its device secret.
+        CREATE TABLE twins (
+            id text PRIMARY KEY,
+            iri text NOT NULL UNIQUE,
+            kind text NOT NULL,
+            point uuid UNIQUE,
+            graph text,
+            site text,
+            site_set boolean NOT NULL DEFAULT false,
+            classes text[] NOT NULL DEFAULT '{}',
+            labels jsonb NOT NULL DEFAULT '{}',
+            schemas jsonb NOT NULL DEFAULT '{}',
+            actions jsonb NOT NULL DEFAULT '{}',
+            writable boolean NOT NULL DEFAULT false,
+            secret_hash bytea UNIQUE,
+            online boolean NOT NULL DEFAULT false,
+            transport text,
+            last_heartbeat timestamptz,
+            desired_version bigint NOT NULL DEFAULT 0,
+            delivered_version bigint NOT NULL DEFAULT 0,
+            acked_version bigint NOT NULL DEFAULT 0,
+            ack_error text,
+            reported_version bigint NOT NULL DEFAULT 0,
+            snapshot_at timestamptz,
+            td jsonb,
+            created timestamptz NOT NULL DEFAULT clock_timestamp()
+        );
+        CREATE INDEX twins_labels ON twins USING gin (labels);
+        CREATE INDEX twins_online ON twins (last_heartbeat) WHERE online;
+        -- Desired and reported side of each property; desired NULL with a version is a
+        -- removal still to be sent to the device.
+        CREATE TABLE twin_properties (
+            twin text NOT NULL REFERENCES twins (id) ON DELETE CASCADE,
+            name text NOT NULL,
+            desired jsonb,
+            desired_version bigint NOT NULL DEFAULT 0,
+            desired_time timestamptz,
+            desired_by text,
+            reported jsonb,
+            reported_version bigint NOT NULL DEFAULT 0,
+            reported_time timestamptz,
+            synced_version bigint NOT NULL DEFAULT 0,
+            PRIMARY KEY (twin, name)
+        );
+        """,
+    ),
+    Migration(
+        5,
+        "twin commands",
+        """
+        -- Commands to devices: ids give the delivery order; nothing lives only in memory.
+        CREATE TABLE twin_commands (
+            id bigserial PRIMARY KEY,
+            twin text NOT NULL REFERENCES twins (id) ON DELETE CASCADE,
+            name text NOT NULL,
+            input jsonb,
+            state text NOT NULL DEFAULT 'queued',
+            idempotency_key text,
+            request_hash text,
+            author text,
+            job bigint,
+            created timestamptz NOT NULL DEFAULT clock_timestamp(),
+            expires timestamptz NOT NULL,
+            delivered timestamptz,
+            acknowledged timestamptz,
+            finished timestamptz,
+            result jsonb,
+            error text,
+            UNIQUE (twin, idempotency_key)
+        );
+        CREATE INDEX twin_commands_open ON twin_commands (twin, id)
+            WHERE state IN ('queued', 'delivered');
+        CREATE INDEX twin_commands_expiry ON twin_commands (expires)
+            WHERE state IN ('queued', 'delivered');
+        """,
+    ),
+    Migration(
+        6,
+        "twin jobs",
+        """
+        -- Bulk operations over a selection of twins, with one result per selected target.
+        CREATE TABLE twin_jobs (
+            id bigserial PRIMARY KEY,
+            created timestamptz NOT NULL DEFAULT clock_timestamp(),
+            author text,
+            operation text NOT NULL,
+            selector jsonb NOT NULL,
+            request jsonb NOT NULL,
+            total integer NOT NULL DEFAULT 0,
+            succeeded integer NOT NULL DEFAULT 0,
+            failed integer NOT NULL DEFAULT 0
+        );
+        CREATE TABLE twin_job_results (
+            job bigint NOT NULL REFERENCES twin_jobs (id) ON DELETE CASCADE,
+            target text NOT NULL,
+            twin text,
+            ok boolean NOT NULL,
+            code text NOT NULL,
+            detail text,
+            command bigint,
+            PRIMARY KEY (job, target)
+        );
+        """,
+    ),
+    Migration(
+        7,
+        "twin snapshots",
+        """
+        -- Twin state history, delta-sampled; events after ``event_id`` refine a snapshot.
+        CREATE TABLE twin_snapshots (
+            twin text NOT NULL REFERENCES twins (id) ON DELETE CASCADE,
+            time timestamptz NOT NULL,
+            event_id bigint NOT NULL,
+            state jsonb NOT NULL,
+            PRIMARY KEY (twin, time)
+        );
+        """,
+    ),
 )
 
 

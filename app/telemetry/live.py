@@ -44,6 +44,18 @@ def start_mqtt_ingest(platform: Platform) -> MqttIngest | None:
     return ingest
 
 
+def start_event_bridge(platform: Platform) -> None:
+    """Publish this process's events to the configured broker (``twingraph/events/...``)."""
+    from app.events.mqtt_sink import MqttEventSink
+
+    url, bus = platform.settings.mqtt_url, platform.events
+    if url is None or bus is None:
+        return
+    sink = MqttEventSink(url)
+    sink.attach(bus)
+    platform.add_closer(lambda: sink.detach(bus))
+
+
 def start_local_broker(platform: Platform) -> str:
     """A Mosquitto under the data dir (stopped with the platform if this call started it)."""
     broker = LocalMosquitto(platform.settings.broker_dir)

@@ -560,8 +560,9 @@ class LeanClient:
             conn.server_receive_max = receive_max
             self._conn = conn
             self._subscribe_id = None
-            self._subscribe_id = self._new_packet_id()
-            conn.out += encode_subscribe(self._subscribe_id, o.subscriptions)
+            if o.subscriptions:  # a publish-only client subscribes to nothing
+                self._subscribe_id = self._new_packet_id()
+                conn.out += encode_subscribe(self._subscribe_id, o.subscriptions)
             # Resend what the last connection left unacknowledged (DUP), then the rest.
             for pid, sent in self._inflight.items():
                 self._inflight[pid] = dup = bytes((sent[0] | 0x08,)) + sent[1:]

@@ -36,7 +36,7 @@ from psycopg_pool import ConnectionPool
 
 from app.domain.telemetry import Reading, Value
 from app.errors import InvalidInputError, UnavailableError
-from app.telemetry import timescale
+from app.telemetry import notify, timescale
 from app.telemetry.db import (
     KIND_BOOL,
     KIND_FLOAT,
@@ -57,6 +57,14 @@ AGGS: tuple[str, ...] = ("avg", "min", "max", "sum", "count", "first", "last")
 ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
 MAX_EXACT_INT = 2**53
 
+LATEST_AT_SQL = """
+SELECT p.point, r.time, r.num, r.txt, r.kind
+FROM unnest(%(points)s::uuid[]) AS p(point)
+CROSS JOIN LATERAL (
+    SELECT time, num, txt, kind FROM readings
+    WHERE point = p.point AND time <= %(at)s
+    ORDER BY time DESC LIMIT 1
+) r"""
 COPY_TYPES = ["uuid", "timestamptz", "float8", "text", "int2"]
 STAGING_SQL = """
 CREATE TEMP TABLE IF NOT EXISTS readings_staging (
@@ -145,6 +153,20 @@ def encode_rows(readings: Sequence[Reading]) -> tuple[list[Row], dict[UUID, Row]
     return rows, newest
 
 
+def _announce(
+    conn: psycopg.Connection[Any], readings: Sequence[Reading], newest: dict[UUID, Row]
+) -> None:
+    """NOTIFY the batch inside its transaction: delivered on commit, never before."""
+    latest = (Reading(p, row[1], decode(row[2], row[3], row[4])) for p, row in newest.items())
+    # One statement per payload, pipelined: pg_notify over unnest() of the same payloads
+    # measured 20x slower (server side) for 40 kB of JSON.
+    with conn.cursor() as cur:
+        cur.executemany(
+            "SELECT pg_notify(%s, %s)",
+            [(notify.CHANNEL, p) for p in notify.payloads(readings, latest)],
+        )
+
+
 def _copy(conn: psycopg.Connection[Any], table: LiteralString, rows: list[Row]) -> None:
     with (
         conn.cursor() as cur,
@@ -211,6 +233,8 @@ class TelemetryStore:
         # Widest first: the coarsest usable aggregate reads the fewest rows.
         self._caggs = sorted(caggs, key=lambda c: c.width, reverse=True)
         self._refresh_window = refresh_window
+        #: Announce committed readings on ``notify.CHANNEL`` (live views, subscriptions).
+        self.announce = True
 
     @property
     def features(self) -> Features:
@@ -245,6 +269,8 @@ class TelemetryStore:
                         if self._caggs:
                             oldest = min(r[1] for r in rows)
                             latest_time = max(r[1] for r in newest.values())
+                    if self.announce and inserted:
+                        _announce(conn, readings, newest)
             except (pg_errors.DataError, pg_errors.UntranslatableCharacter) as exc:
                 detail = str(exc).splitlines()[0][:300]
                 raise InvalidInputError(f"readings rejected by the database: {detail}") from exc
@@ -285,15 +311,22 @@ class TelemetryStore:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def latest(self, *, points: Sequence[UUID]) -> dict[UUID, Reading]:
-        """The newest reading of each point that has one (a primary-key lookup per point)."""
+    def latest(self, *, points: Sequence[UUID], at: datetime | None = None) -> dict[UUID, Reading]:
+        """The newest reading of each point that has one (a primary-key lookup per point);
+        with ``at``, the newest at or before that moment (time travel: the ``latest`` table
+        may hold later ones), a backward index probe per point however long the history."""
         if not points:
             return {}
+        if at is not None and at.tzinfo is None:
+            raise InvalidInputError("The moment needs a time zone offset", code="bad_time")
         with translate_errors("telemetry latest"), self._pool.connection() as conn:
-            rows = conn.execute(
-                "SELECT point, time, num, txt, kind FROM latest WHERE point = ANY(%s)",
-                (list(points),),
-            ).fetchall()
+            if at is None:
+                rows = conn.execute(
+                    "SELECT point, time, num, txt, kind FROM latest WHERE point = ANY(%s)",
+                    (list(points),),
+                ).fetchall()
+            else:
+                rows = conn.execute(LATEST_AT_SQL, {"points": list(points), "at": at}).fetchall()
         return {p: Reading(p, t, decode(n, s, k)) for p, t, n, s, k in rows}
 
     def count(self) -> int:

@@ -81,7 +81,10 @@ def run_haystack_ingest(
         progress.update(task, description=f"validate + commit <{target}>")
         t0 = time.perf_counter()
         result = platform.models.ingest_triples(
-            graph=target, triples=mapping.triples, mode="merge" if merge else "replace"
+            graph=target,
+            triples=mapping.triples,
+            mode="merge" if merge else "replace",
+            author="cli",
         )
         timings["ingest"] = time.perf_counter() - t0
         progress.advance(task)

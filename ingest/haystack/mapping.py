@@ -40,9 +40,9 @@ from pyoxigraph import BlankNode, Literal, NamedNode, Triple
 from app.domain.iris import BRICK, RDF_TYPE, RDFS, REC, REF
 from app.points import timeseries_uuid
 from ingest.haystack.brick_tags import GENERIC_POINTS, classify_point
-from ingest.haystack.json_formats import encode_hayson
 from ingest.haystack.units import qudt_unit
 from ingest.haystack.values import Marker, Number, Record, Ref, markers
+from ingest.haystack.writers import hayson_value
 
 HS = "urn:twingraph:haystack#"
 DEFAULT_BASE = "urn:twingraph:haystack:"
@@ -205,7 +205,7 @@ def _label(record: Record) -> str | None:
 
 def tags_json(record: Record) -> str:
     return json.dumps(
-        {k: encode_hayson(v) for k, v in record.items()},
+        {k: hayson_value(v) for k, v in record.items()},
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
@@ -201,14 +200,12 @@ def test_size_for_reaches_the_benchmark_sizes(target: int) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", [5_000, 50_000, 500_000])
-def test_generated_sizes_match_and_generation_is_fast(target: int) -> None:
+def test_generated_sizes_match(target: int) -> None:
+    # How fast generation is belongs to `make bench`, not to a timed test.
     floors, vavs = size_for(target)
-    started = time.perf_counter()
     triples = generate_building(floors=floors, vavs_per_floor=vavs)
-    elapsed = time.perf_counter() - started
     assert abs(len(triples) - target) <= 0.15 * target
     assert len(triples) == triple_count(floors, vavs)
-    assert elapsed < 10
 
 
 def test_size_for_small_and_bad_targets() -> None:

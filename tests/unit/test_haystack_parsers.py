@@ -11,7 +11,7 @@ import pytest
 
 from ingest.haystack.csv_grid import parse_csv
 from ingest.haystack.job import his_to_readings
-from ingest.haystack.json_formats import encode_hayson, parse_json
+from ingest.haystack.json_formats import parse_json
 from ingest.haystack.readers import parse_grid
 from ingest.haystack.trio import parse_trio
 from ingest.haystack.values import (
@@ -27,6 +27,7 @@ from ingest.haystack.values import (
     Symbol,
     Uri,
 )
+from ingest.haystack.writers import hayson_value
 from ingest.haystack.zinc import parse_scalar, parse_zinc
 
 ZINC = """ver:"3.0" database:"test"
@@ -219,7 +220,7 @@ def test_trio_multiline_string() -> None:
 
 def test_hayson_round_trips_through_encode() -> None:
     records = parse_zinc(ZINC).rows
-    encoded = {"_kind": "grid", "cols": [], "rows": [encode_hayson(r) for r in records]}
+    encoded = {"_kind": "grid", "cols": [], "rows": [hayson_value(r) for r in records]}
     assert _canonical(parse_json(json.dumps(encoded)).rows) == _canonical(records)
 
 

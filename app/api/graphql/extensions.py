@@ -1,12 +1,15 @@
 """Schema extensions: access control, a cost guard, error codes and masking, round trips.
 
-- ``AccessGuard`` checks the caller's scope once per operation (read for queries, write
-  for mutations; anonymous reads when the settings allow them), and estimates the
-  operation's cost before it runs.
+- ``AccessGuard`` checks the caller's scope once per operation (read for queries and
+  subscriptions, write for mutations; anonymous reads when the settings allow them), and
+  estimates the operation's cost before it runs. A refused subscription ends with one
+  result carrying the error.
 - ``ErrorCodes`` is strawberry's ``MaskErrors`` that keeps our domain errors (AppError)
   visible and gives every error ``extensions.code``; anything else is logged with a
   request id and answered with a generic message.
-- ``RoundTripsExtension`` reports ``extensions.roundTrips = {sparql, sql}``.
+- ``RoundTripsExtension`` reports ``extensions.roundTrips = {sparql, sql}``; on a
+  websocket, where one context serves every operation, it first gives each operation
+  fresh loaders and counters.
 """
 
 from __future__ import annotations
@@ -111,10 +114,16 @@ class AccessGuard(SchemaExtension):
         try:
             self._check()
         except AppError as exc:
+            if self._subscription:
+                # Streams ignore a preset result; strawberry turns an error raised here
+                # into the stream's one (masked, coded) result instead.
+                raise
             self.execution_context.result = ExecutionResult(
                 data=None, errors=[GraphQLError(exc.detail, original_error=exc)]
             )
         yield
+
+    _subscription = False
 
     def _check(self) -> None:
         ctx = self.execution_context
@@ -127,6 +136,7 @@ class AccessGuard(SchemaExtension):
         if not operations:
             return  # graphql-core reports the missing operation itself
         operation = operations[0]
+        self._subscription = operation.operation is OperationType.SUBSCRIPTION
         if operation.operation is OperationType.QUERY and _introspection_only(operation):
             return
         needed = Scope.WRITE if operation.operation is OperationType.MUTATION else Scope.READ
@@ -200,6 +210,12 @@ class ErrorCodes(MaskErrors):
 
 
 class RoundTripsExtension(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context.context
+        if isinstance(context, GraphQLContext) and context.long_lived:
+            context.refresh()
+        yield
+
     def get_results(self) -> dict[str, Any]:
         context = self.execution_context.context
         if isinstance(context, GraphQLContext):

@@ -1,4 +1,4 @@
-"""Typed spellings of ``strawberry.field``/``strawberry.mutation`` with a description.
+"""Typed spellings of ``strawberry.field``/``mutation``/``subscription`` with a description.
 
 With keyword arguments only, strawberry's decorators are untyped for mypy (no plugin is
 configured); these keep the decorated resolver's own signature.
@@ -24,3 +24,7 @@ def field(description: str, *, graphql_type: Any = None) -> Callable[[F], F]:
 
 def mutation(description: str) -> Callable[[F], F]:
     return cast(Callable[[F], F], strawberry.mutation(description=description))
+
+
+def subscription(description: str) -> Callable[[F], F]:
+    return cast(Callable[[F], F], strawberry.subscription(description=description))

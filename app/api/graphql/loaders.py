@@ -4,6 +4,10 @@ A loader collects the keys its resolvers ask for during one tick of the event lo
 answers them with one SPARQL query or one SQL statement, so a request's round trips
 depend on the shape of the query, not on how many entities or points it touches. Each
 batch is counted in :class:`RoundTrips` (reported in the response's ``extensions``).
+
+A ``Loaders`` reads one view of the model: the live store, or the model as of a moment
+(``asOf``), whose telemetry then ends at that moment too (``latest`` is the newest
+reading at or before it, time windows end there unless given).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +26,7 @@ from strawberry.dataloader import DataLoader
 from app.domain.telemetry import Reading
 from app.errors import InvalidInputError, UnavailableError
 from app.graph.entities import EntityFilter, EntityRecord, EntityService, Page
+from app.graph.store import GraphStore
 from app.platform import Platform
 from app.points import point_uuid, timeseries_uuid
 from app.telemetry.readings import Agg, BucketRow, TelemetryStore
@@ -83,11 +88,24 @@ def series_uuid(record: EntityRecord) -> uuid.UUID:
 
 
 class Loaders:
-    def __init__(self, platform: Platform, trips: RoundTrips) -> None:
+    def __init__(
+        self,
+        platform: Platform,
+        trips: RoundTrips,
+        *,
+        store: GraphStore | None = None,
+        as_of: datetime | None = None,
+    ) -> None:
+        """``store``: the model view to read (the live store by default); ``as_of``: the
+        moment that view shows, which telemetry then defaults to as well."""
         self._platform = platform
         self.trips = trips
+        self.as_of = as_of
+        #: "Now" for this request: the end of time windows a query leaves open, fixed
+        #: once so that look-ahead and field resolvers agree on it.
+        self.now = datetime.now(UTC)
         self.entities = EntityService(
-            platform.store,
+            store if store is not None else platform.store,
             hidden_graphs=platform.models.hidden_graphs,
             timeout_s=platform.settings.query_timeout_s,
         )
@@ -107,6 +125,11 @@ class Loaders:
         #: failed query leaves its exception for the fields it was to serve to raise.
         self.known_latest: dict[str, Reading | None | Exception] = {}
         self.known_ranges: dict[tuple[str, RangeParams], list[Any] | Exception] = {}
+
+    @property
+    def default_end(self) -> datetime:
+        """Where a time window ends when a query does not say: ``asOf``, else now."""
+        return self.as_of if self.as_of is not None else self.now
 
     # -- graph -------------------------------------------------------------------------
 
@@ -212,7 +235,7 @@ class Loaders:
     async def _latest(self, keys: list[uuid.UUID]) -> list[Reading | None]:
         store = self._telemetry()
         self.trips.sql += 1
-        found = await run_in_threadpool(store.latest, points=keys)
+        found = await run_in_threadpool(lambda: store.latest(points=keys, at=self.as_of))
         return [found.get(k) for k in keys]
 
     async def _range(self, keys: list[RangeKey]) -> list[list[Any]]:

@@ -92,10 +92,11 @@ def _agg(value: Any) -> AggregateFunction:
     return AggregateFunction[value]  # a literal: the enum value's name
 
 
-def readings_params(fields: list[SelectedField]) -> list[RangeParams]:
-    """The argument sets of the ``readings`` fields among ``fields``. Arguments the
-    resolver would reject are left out: it reports them itself. A set that differs from
-    the resolver's own is only a wasted query: each field looks its own key up."""
+def readings_params(fields: list[SelectedField], default_end: datetime) -> list[RangeParams]:
+    """The argument sets of the ``readings`` fields among ``fields`` (``end`` defaulting
+    as the resolver defaults it). Arguments the resolver would reject are left out: it
+    reports them itself. A set that differs from the resolver's own is only a wasted
+    query: each field looks its own key up."""
     out: list[RangeParams] = []
     for field in fields:
         if field.name != "readings":
@@ -106,7 +107,7 @@ def readings_params(fields: list[SelectedField]) -> list[RangeParams]:
             out.append(
                 range_params(
                     _datetime(args["start"]),
-                    _datetime(args["end"]),
+                    default_end if args.get("end") is None else _datetime(args["end"]),
                     args.get("bucket"),
                     _agg(args.get("agg")),
                     1000 if limit is None else int(limit),

@@ -117,6 +117,11 @@ class ReadingsWritten:
     duplicates: int
 
 
+def _author(info: Info) -> str | None:
+    principal = info.context.principal
+    return principal.label if principal else None
+
+
 def _updated(result: IngestResult) -> ModelUpdated:
     report = result.report.as_dict() if result.report else {"results": []}
     results: list[dict[str, Any]] = report.get("results", [])  # type: ignore[assignment]
@@ -132,7 +137,13 @@ def _updated(result: IngestResult) -> ModelUpdated:
 
 
 def _put_model(
-    platform: Platform, graph: str, data: str, fmt: ModelFormat, mode: ModelMode, migrate: bool
+    platform: Platform,
+    graph: str,
+    data: str,
+    fmt: ModelFormat,
+    mode: ModelMode,
+    migrate: bool,
+    author: str | None,
 ) -> ModelUpdated | ValidationFailed:
     body = data.encode()
     if len(body) > platform.settings.max_upload_bytes:
@@ -145,6 +156,7 @@ def _put_model(
             mode=mode.value,
             migrate_legacy=migrate,
             source="GraphQL putModel",
+            author=author,
         )
     except ValidationFailedError as exc:
         report: dict[str, Any] = exc.extra.get("report") or {}
@@ -210,12 +222,14 @@ class Mutation:
         migrate: bool = False,
     ) -> ModelResult:
         return await run_in_threadpool(
-            _put_model, info.context.platform, graph, data, format, mode, migrate
+            _put_model, info.context.platform, graph, data, format, mode, migrate, _author(info)
         )
 
     @mutation("Delete a model graph and its inferred types.")
     async def delete_graph(self, info: Info, graph: str) -> GraphDeleted:
-        await run_in_threadpool(info.context.platform.models.delete, graph)
+        await run_in_threadpool(
+            lambda: info.context.platform.models.delete(graph, author=_author(info))
+        )
         return GraphDeleted(graph=graph)
 
     @mutation("Store readings (all or nothing).")

@@ -1,10 +1,14 @@
-"""The schema: entry points into the building graph, mutations, limits."""
+"""The schema: entry points into the building graph, mutations, subscriptions, limits.
+
+Every model entry point takes ``asOf``: the model as it was at that moment (rebuilt from
+its revisions, see app.history.asof), with telemetry ending there too.
+"""
 
 from __future__ import annotations
 
 import functools
 from datetime import datetime
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import strawberry
 from graphql import GraphQLError, GraphQLObjectType
@@ -14,8 +18,10 @@ from strawberry.types import ExecutionContext
 from app.api.graphql.context import Info
 from app.api.graphql.extensions import AccessGuard, ErrorCodes, RoundTripsExtension
 from app.api.graphql.fields import field
+from app.api.graphql.loaders import Loaders
 from app.api.graphql.lookahead import LIGHT_FIELDS, node_fields, readings_params
 from app.api.graphql.mutations import Mutation
+from app.api.graphql.subscriptions import Subscription
 from app.api.graphql.types import (
     DIRECT_RESOLVERS,
     AggregateBucketType,
@@ -48,6 +54,11 @@ _BUILDINGS = (REC + "Building", BRICK + "Building")
 _LEVELS = (REC + "Level", BRICK + "Floor")
 _SPACES = (REC + "Space", BRICK + "Space", BRICK + "Location")
 
+AS_OF = strawberry.argument(
+    description="Answer from the model as it was at this moment (with a zone offset); "
+    "telemetry then ends there too: latest is the newest reading at or before it."
+)
+
 
 @strawberry.input(description="Further conditions on entities.")
 class EntityFilterInput:
@@ -61,6 +72,7 @@ class EntityFilterInput:
 
 async def _page(
     info: Info,
+    as_of: datetime | None,
     cls: type[E],
     classes: tuple[str, ...],
     type: str | None,
@@ -80,7 +92,7 @@ async def _page(
             label_contains=where.label_contains,
             tags=tuple(expand_iri(t) for t in where.tags or ()),
         )
-    loaders = info.context.loaders
+    loaders = await info.context.loaders_at(as_of)
     selected = node_fields(info)
     names = {f.name for f in selected}
     page = await loaders.find(
@@ -93,14 +105,14 @@ async def _page(
         # finds (see EntityService.find), and its nodes may need more anyway.
         light=cls is not EntityType and names <= LIGHT_FIELDS,
     )
-    pairs = [(make_entity(r), r.iri) for r in page.records]
+    pairs = [(make_entity(r, loaders), r.iri) for r in page.records]
     kept = [(e, i) for e, i in pairs if isinstance(e, cls)]
     points = [e.record for e, _ in kept if isinstance(e, PointType)]
     if points and ("latest" in names or "readings" in names):
         await loaders.prefetch(
             points,
             latest="latest" in names,
-            ranges=readings_params(selected),
+            ranges=readings_params(selected, loaders.default_end),
         )
     last = page.records[-1].iri if page.records else None
     return connection(kept, last, page.has_next)
@@ -109,9 +121,15 @@ async def _page(
 @strawberry.type
 class Query:
     @field("One entity by IRI (null if the graph does not know it).")
-    async def entity(self, info: Info, id: strawberry.ID) -> EntityType | None:
-        record = await info.context.loaders.describe.load(expand_iri(id))
-        return make_entity(record) if record.exists else None
+    async def entity(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        as_of: Annotated[datetime | None, AS_OF] = None,
+    ) -> EntityType | None:
+        loaders = await info.context.loaders_at(as_of)
+        record = await loaders.describe.load(expand_iri(id))
+        return make_entity(record, loaders) if record.exists else None
 
     @field(
         "Entities of a class (prefixed name or IRI, e.g. brick:VAV; superclasses "
@@ -126,14 +144,19 @@ class Query:
         where: EntityFilterInput | None = None,
         first: int = 100,
         after: str | None = None,
+        as_of: Annotated[datetime | None, AS_OF] = None,
     ) -> Connection[EntityType]:
-        return await _page(info, EntityType, (), type, within, where, first, after)
+        return await _page(info, as_of, EntityType, (), type, within, where, first, after)
 
     @strawberry.field
     async def sites(
-        self, info: Info, first: int = 100, after: str | None = None
+        self,
+        info: Info,
+        first: int = 100,
+        after: str | None = None,
+        as_of: Annotated[datetime | None, AS_OF] = None,
     ) -> Connection[SiteType]:
-        return await _page(info, SiteType, _SITES, None, None, None, first, after)
+        return await _page(info, as_of, SiteType, _SITES, None, None, None, first, after)
 
     @strawberry.field
     async def buildings(
@@ -142,8 +165,9 @@ class Query:
         within: strawberry.ID | None = None,
         first: int = 100,
         after: str | None = None,
+        as_of: Annotated[datetime | None, AS_OF] = None,
     ) -> Connection[BuildingType]:
-        return await _page(info, BuildingType, _BUILDINGS, None, within, None, first, after)
+        return await _page(info, as_of, BuildingType, _BUILDINGS, None, within, None, first, after)
 
     @strawberry.field
     async def levels(
@@ -152,8 +176,9 @@ class Query:
         within: strawberry.ID | None = None,
         first: int = 100,
         after: str | None = None,
+        as_of: Annotated[datetime | None, AS_OF] = None,
     ) -> Connection[LevelType]:
-        return await _page(info, LevelType, _LEVELS, None, within, None, first, after)
+        return await _page(info, as_of, LevelType, _LEVELS, None, within, None, first, after)
 
     @field("Rooms, zones and other spaces; `type` narrows, e.g. rec:HVACZone.")
     async def spaces(
@@ -164,8 +189,9 @@ class Query:
         where: EntityFilterInput | None = None,
         first: int = 100,
         after: str | None = None,
+        as_of: Annotated[datetime | None, AS_OF] = None,
     ) -> Connection[SpaceType]:
-        return await _page(info, SpaceType, _SPACES, type, within, where, first, after)
+        return await _page(info, as_of, SpaceType, _SPACES, type, within, where, first, after)
 
     @strawberry.field
     async def equipment(
@@ -176,9 +202,10 @@ class Query:
         where: EntityFilterInput | None = None,
         first: int = 100,
         after: str | None = None,
+        as_of: Annotated[datetime | None, AS_OF] = None,
     ) -> Connection[EquipmentType]:
         return await _page(
-            info, EquipmentType, (BRICK + "Equipment",), type, within, where, first, after
+            info, as_of, EquipmentType, (BRICK + "Equipment",), type, within, where, first, after
         )
 
     @field(
@@ -193,8 +220,11 @@ class Query:
         where: EntityFilterInput | None = None,
         first: int = 100,
         after: str | None = None,
+        as_of: Annotated[datetime | None, AS_OF] = None,
     ) -> Connection[PointType]:
-        return await _page(info, PointType, (BRICK + "Point",), type, within, where, first, after)
+        return await _page(
+            info, as_of, PointType, (BRICK + "Point",), type, within, where, first, after
+        )
 
     @field("One series over every point of `pointType` inside `within` (see Entity.aggregate).")
     async def aggregate(
@@ -203,11 +233,15 @@ class Query:
         point_type: str,
         within: strawberry.ID,
         start: datetime,
-        end: datetime,
+        end: datetime | None = None,
         bucket: str = "1h",
         agg: AggregateFunction = AggregateFunction.AVG,
+        as_of: Annotated[datetime | None, AS_OF] = None,
     ) -> list[AggregateBucketType]:
-        return await aggregate_within(info, expand_iri(within), point_type, start, end, bucket, agg)
+        loaders: Loaders = await info.context.loaders_at(as_of)
+        return await aggregate_within(
+            loaders, expand_iri(within), point_type, start, end, bucket, agg
+        )
 
 
 class TwinGraphSchema(strawberry.Schema):
@@ -223,6 +257,7 @@ def build_schema(
     schema = TwinGraphSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         # No field returns OtherEntity by name (only the Entity interface), so list it.
         types=[OtherEntityType],
         extensions=[

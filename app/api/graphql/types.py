@@ -4,6 +4,10 @@ Every entity type implements ``Entity``; which one a node becomes is decided by 
 classes (materialised superclasses included): Point, Equipment, Site, Building, Level,
 Space, or OtherEntity. Relationship fields read both directions of a relation (``hasPart``
 answers from ``hasPart`` and from ``isPartOf`` triples) and go through data loaders.
+
+Each entity carries the loaders it was read with: the live model's, or those of the model
+as of a moment (``asOf``), so everything reached from it, telemetry included, answers
+from that same view.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ import strawberry
 from graphql import GraphQLResolveInfo
 from strawberry.scalars import JSON
 
-from app.api.graphql.context import GraphQLContext, Info
+from app.api.graphql.context import Info
 from app.api.graphql.fields import field
 from app.api.graphql.loaders import (
     AggregateKey,
     AggregateRow,
+    Loaders,
     RangeKey,
     RangeParams,
     series_uuid,
@@ -114,8 +119,8 @@ def _bucket(text: str) -> Any:
     return width
 
 
-async def _related(root: EntityType, info: Info, name: str, type: str | None) -> list[EntityType]:
-    loaders = info.context.loaders
+async def _related(root: EntityType, name: str, type: str | None) -> list[EntityType]:
+    loaders = root.loaders
     rels = await loaders.relations.load(root.record.iri)
     iris = rels.get(name, [])
     if type is not None:
@@ -123,12 +128,12 @@ async def _related(root: EntityType, info: Info, name: str, type: str | None) ->
         classes = await loaders.classes.load_many(iris)
         iris = [i for i, cs in zip(iris, classes, strict=True) if wanted in cs]
     records = await loaders.describe.load_many(iris)
-    return [make_entity(r) for r in records if r.exists]
+    return [make_entity(r, loaders) for r in records if r.exists]
 
 
 def _relation(name: str, description: str) -> Any:
-    async def resolve(root: EntityType, info: Info, type: str | None = None) -> list[EntityType]:
-        return await _related(root, info, name, type)
+    async def resolve(root: EntityType, type: str | None = None) -> list[EntityType]:
+        return await _related(root, name, type)
 
     return strawberry.field(resolver=resolve, description=description)
 
@@ -136,6 +141,8 @@ def _relation(name: str, description: str) -> Any:
 @strawberry.interface(name="Entity", description="A node of a building model.")
 class EntityType:
     record: strawberry.Private[EntityRecord]
+    #: The loaders of the model view this entity was read from (live or as of a moment).
+    loaders: strawberry.Private[Loaders]
 
     @field("The entity's IRI.")
     def id(self) -> strawberry.ID:
@@ -153,13 +160,13 @@ class EntityType:
         "Every class, inferred superclasses included, as prefixed names where "
         "a standard prefix fits (brick:, rec:, ...)."
     )
-    async def classes(self, info: Info) -> list[str]:
-        classes = await info.context.loaders.classes.load(self.record.iri)
+    async def classes(self) -> list[str]:
+        classes = await self.loaders.classes.load(self.record.iri)
         return sorted(compact_iri(c) for c in classes)
 
     @field("The most specific classes (those no other class refines).")
     async def types(self, info: Info) -> list[str]:
-        classes = await info.context.loaders.classes.load(self.record.iri)
+        classes = await self.loaders.classes.load(self.record.iri)
         hierarchy = info.context.platform.models.hierarchy
         return [compact_iri(c) for c in most_specific(classes, hierarchy)]
 
@@ -195,41 +202,42 @@ class EntityType:
         "Points of a class inside this entity: reached through isPartOf, "
         "isPointOf and hasLocation (either direction), transitively."
     )
-    async def points(self, info: Info, type: str = "brick:Point") -> list[PointType]:
-        loaders = info.context.loaders
+    async def points(self, type: str = "brick:Point") -> list[PointType]:
+        loaders = self.loaders
         iris = await loaders.points_within.load((self.record.iri, expand_iri(type)))
         records = await loaders.describe.load_many(iris)
-        return [PointType(record=r) for r in records]
+        return [PointType(record=r, loaders=loaders) for r in records]
 
     @field(
         "One series over every point of `pointType` inside this entity: `agg` "
         "per point and bucket, then combined across points (avg: mean of the points' "
-        "values; min/max; sum and count add up)."
+        "values; min/max; sum and count add up). `end` defaults to asOf, else now."
     )
     async def aggregate(
         self,
-        info: Info,
         point_type: str,
         start: datetime,
-        end: datetime,
+        end: datetime | None = None,
         bucket: str = "1h",
         agg: AggregateFunction = AggregateFunction.AVG,
     ) -> list[AggregateBucketType]:
-        return await aggregate_within(info, self.record.iri, point_type, start, end, bucket, agg)
+        return await aggregate_within(
+            self.loaders, self.record.iri, point_type, start, end, bucket, agg
+        )
 
 
 async def aggregate_within(
-    info: Info,
+    loaders: Loaders,
     within: str,
     point_type: str,
     start: datetime,
-    end: datetime,
+    end: datetime | None,
     bucket: str,
     agg: AggregateFunction,
 ) -> list[AggregateBucketType]:
+    end = loaders.default_end if end is None else end
     _check_range(start, end)
     width = _bucket(bucket)
-    loaders = info.context.loaders
     iris = await loaders.points_within.load((within, expand_iri(point_type)))
     records = await loaders.describe.load_many(iris)
     points = frozenset(series_uuid(r) for r in records)
@@ -289,31 +297,32 @@ class PointType(EntityType):
     # loaders, so round trips stay bounded everywhere. schema.build_schema has
     # graphql-core call resolve_latest/resolve_readings directly (see DIRECT_RESOLVERS).
 
-    @field("The newest reading, if any.", graphql_type=ReadingType | None)
-    def latest(self, info: Info) -> ReadingType | None | Awaitable[ReadingType | None]:
-        return resolve_latest(self, info.context)
+    @field(
+        "The newest reading, if any (under asOf: the newest at or before that moment).",
+        graphql_type=ReadingType | None,
+    )
+    def latest(self) -> ReadingType | None | Awaitable[ReadingType | None]:
+        return resolve_latest(self)
 
     @field(
         "Readings in [start, end), oldest first; with `bucket` (30s, 5m, 1h, "
-        "1d, ...) one `agg` value per bucket that has readings.",
+        "1d, ...) one `agg` value per bucket that has readings. `end` defaults to "
+        "asOf, else now.",
         graphql_type=list[ReadingType],
     )
     def readings(
         self,
-        info: Info,
         start: datetime,
-        end: datetime,
+        end: datetime | None = None,
         bucket: str | None = None,
         agg: AggregateFunction = AggregateFunction.AVG,
         limit: int = 1000,
     ) -> list[ReadingType] | Awaitable[list[ReadingType]]:
-        return resolve_readings(self, info.context, start, end, bucket, agg, limit)
+        return resolve_readings(self, start, end, bucket, agg, limit)
 
 
-def resolve_latest(
-    point: PointType, context: GraphQLContext
-) -> ReadingType | None | Awaitable[ReadingType | None]:
-    loaders = context.loaders
+def resolve_latest(point: PointType) -> ReadingType | None | Awaitable[ReadingType | None]:
+    loaders = point.loaders
     found = loaders.known_latest.get(point.record.iri, _UNKNOWN)
     if found is _UNKNOWN:
         return _latest_later(loaders.latest.load(series_uuid(point.record)))
@@ -324,14 +333,14 @@ def resolve_latest(
 
 def resolve_readings(
     point: PointType,
-    context: GraphQLContext,
     start: datetime,
-    end: datetime,
+    end: datetime | None = None,
     bucket: str | None = None,
     agg: AggregateFunction = AggregateFunction.AVG,
     limit: int = 1000,
 ) -> list[ReadingType] | Awaitable[list[ReadingType]]:
-    loaders = context.loaders
+    loaders = point.loaders
+    end = loaders.default_end if end is None else end
     params = range_params(start, end, bucket, agg, limit)
     rows = loaders.known_ranges.get((point.record.iri, params))
     if rows is None:
@@ -352,13 +361,13 @@ def _direct_id(root: EntityType, info: GraphQLResolveInfo[Any], **_: Any) -> str
 def _direct_latest(
     root: PointType, info: GraphQLResolveInfo[Any], **_: Any
 ) -> ReadingType | None | Awaitable[ReadingType | None]:
-    return resolve_latest(root, info.context)
+    return resolve_latest(root)
 
 
 def _direct_readings(
     root: PointType, info: GraphQLResolveInfo[Any], **kwargs: Any
 ) -> list[ReadingType] | Awaitable[list[ReadingType]]:
-    return resolve_readings(root, info.context, **kwargs)
+    return resolve_readings(root, **kwargs)
 
 
 _ENTITY_TYPE_NAMES = ("Point", "Equipment", "Site", "Building", "Level", "Space", "OtherEntity")
@@ -407,11 +416,11 @@ _KINDS: tuple[tuple[tuple[str, ...], type[EntityType]], ...] = (
 )
 
 
-def make_entity(record: EntityRecord) -> EntityType:
+def make_entity(record: EntityRecord, loaders: Loaders) -> EntityType:
     for classes, cls in _KINDS:
         if not record.kinds.isdisjoint(classes):
-            return cls(record=record)
-    return OtherEntityType(record=record)
+            return cls(record=record, loaders=loaders)
+    return OtherEntityType(record=record, loaders=loaders)
 
 
 # -- connections ---------------------------------------------------------------------------

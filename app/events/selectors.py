@@ -1,0 +1,47 @@
+"""Graph-pattern selectors: "any VAV on level 3" as a SPARQL SELECT whose first variable
+binds the twins (entity IRIs) it selects. Shared by event filters and bulk operations."""
+
+from __future__ import annotations
+
+import json
+
+from app.domain.iris import STANDARD_PREFIXES
+from app.errors import InvalidInputError
+from app.graph.sparql import SparqlService
+
+MAX_SELECTED = 100_000
+
+
+def expand_curie(value: str) -> str:
+    """``brick:VAV`` -> the full IRI, for the standard prefixes; IRIs pass through."""
+    value = value.strip().removeprefix("<").removesuffix(">")
+    prefix, sep, local = value.partition(":")
+    if sep and prefix in STANDARD_PREFIXES and not local.startswith("//"):
+        return STANDARD_PREFIXES[prefix] + local
+    return value
+
+
+def resolve_selector(sparql: SparqlService, query: str) -> frozenset[str]:
+    """The IRIs bound to the first variable of a SELECT query (read-only, usual limits)."""
+    if not query.strip():
+        raise InvalidInputError("The selector is empty", code="bad_selector")
+    answer = sparql.run(query, accept="application/sparql-results+json")
+    try:
+        doc = json.loads(answer.body)
+        variables = doc["head"]["vars"]
+        bindings = doc["results"]["bindings"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInputError(
+            "The selector must be a SELECT query whose first variable binds the twins",
+            code="bad_selector",
+        ) from exc
+    if not variables:
+        raise InvalidInputError("The selector selects no variable", code="bad_selector")
+    first = variables[0]
+    out = {b[first]["value"] for b in bindings if first in b and b[first].get("type") == "uri"}
+    if len(out) > MAX_SELECTED:
+        raise InvalidInputError(
+            f"The selector matches {len(out)} twins; the limit is {MAX_SELECTED}",
+            code="selector_too_broad",
+        )
+    return frozenset(out)

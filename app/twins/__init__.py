@@ -1,0 +1,1 @@
+"""Live twins: desired and reported state, commands, jobs, device channels, history."""
