@@ -172,8 +172,15 @@ def open_platform(
             readings = open_telemetry(settings, pool)
             events = EventBus(pool, dsn=dsn)
             closers.append(events.stop)
+            if settings.events_retention_days:
+                events.prune(timedelta(days=settings.events_retention_days))
             revisions = RevisionStore(pool)
-            history = AsOfViews(store=store, revisions=revisions, hierarchy=hierarchy)
+            history = AsOfViews(
+                store=store,
+                revisions=revisions,
+                hierarchy=hierarchy,
+                write_lock=models.write_lock,
+            )
             closers.append(history.close)
             models.listeners.append(ModelEventRecorder(revisions=revisions, bus=events))
     except BaseException:

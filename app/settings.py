@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     telemetry_max_batch: int = 200_000
     #: Drop raw readings older than this many days (TimescaleDB retention); unset: keep.
     retention_days: int | None = None
+    #: Events older than this are deleted when the platform opens (0 keeps them all).
+    events_retention_days: int = 90
 
     #: SPARQL limits: wall-clock seconds, serialized result bytes, query text bytes.
     query_timeout_s: float = 30.0

@@ -107,21 +107,25 @@ async def events(
     except ValueError as exc:
         raise InvalidInputError("Last-Event-ID must be an event id", code="bad_event_id") from exc
     bus.start()
-    subscription = bus.subscribe(flt, after_id=after_id)
 
     async def stream() -> AsyncIterator[bytes]:
+        current = flt
+        # With a selector the stream also watches model changes (to re-evaluate it), so
+        # the subscription takes everything and the filter is applied here, in order.
+        subscription = bus.subscribe(EventFilter() if selector else flt, after_id=after_id)
         try:
             yield b": connected\n\n"
             async for event in _ticking(request, subscription):
                 if event is None:
                     yield b": keep-alive\n\n"
                     continue
-                yield _sse(event)
                 if selector is not None and event.type.startswith("model."):
                     # The model changed: re-evaluate which twins the selector picks.
                     query: str = selector
                     chosen = await run_in_threadpool(resolve_selector, platform.sparql, query)
-                    subscription.filter = _with_twins(subscription.filter, chosen, twin)
+                    current = _with_twins(current, chosen, twin)
+                if current.matches(event):
+                    yield _sse(event)
         finally:
             subscription.close()
 
@@ -149,9 +153,9 @@ async def reading_events(
     bus = _bus(platform)
     chosen = frozenset(_point(platform, key) for key in point) if point else None
     bus.start()
-    subscription = bus.subscribe_readings(chosen)
 
     async def stream() -> AsyncIterator[bytes]:
+        subscription = bus.subscribe_readings(chosen)
         try:
             yield b": connected\n\n"
             async for batch in _ticking(request, subscription):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -207,12 +208,13 @@ class EventBus:
     # -- the listener thread ---------------------------------------------------------------
 
     def start(self, timeout: float = 10.0) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._last_id = self.last_id()
-        self._thread = threading.Thread(target=self._run, name="event-listener", daemon=True)
-        self._thread.start()
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._stop.clear()
+            self._last_id = self.last_id()
+            self._thread = threading.Thread(target=self._run, name="event-listener", daemon=True)
+            self._thread.start()
         if not self._listening.wait(timeout):
             log.warning("event listener not connected after %.0f s", timeout)
 
@@ -221,6 +223,11 @@ class EventBus:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+    @property
+    def dispatched_id(self) -> int:
+        """The newest event id this process's listener has handed to its consumers."""
+        return self._last_id
 
     @property
     def listening(self) -> bool:
@@ -289,9 +296,11 @@ class EventSubscription:
         self.filter = filter
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
-        self._backlog: list[Event] = []
+        self._backlog: deque[Event] = deque()
         self._lagged = False
-        self.last_id = after_id if after_id is not None else None
+        # Without ``after_id``: what the process has already dispatched is the baseline a
+        # lagging consumer catches up from (not the start of the log).
+        self.last_id: int = after_id if after_id is not None else bus.dispatched_id
         self._replay = after_id is not None
         self._remove = bus.on_event(self._from_thread)
 
@@ -314,20 +323,22 @@ class EventSubscription:
     async def __anext__(self) -> Event:
         while True:
             if self._backlog:
-                event = self._backlog.pop(0)
+                event = self._backlog.popleft()
             elif self._replay or self._lagged:
                 self._replay = self._lagged = False
                 while not self._queue.empty():
                     self._queue.get_nowait()
-                self._backlog = await asyncio.to_thread(
-                    self._bus.fetch, after_id=self.last_id or 0, filter=self.filter, limit=100_000
+                self._backlog = deque(
+                    await asyncio.to_thread(
+                        self._bus.fetch, after_id=self.last_id, filter=self.filter, limit=100_000
+                    )
                 )
                 continue
             else:
                 event = await self._queue.get()
-            if self.last_id is not None and event.id is not None and event.id <= self.last_id:
+            if event.id is not None and event.id <= self.last_id:
                 continue  # seen already (replayed from the log)
-            self.last_id = event.id
+            self.last_id = event.id or self.last_id
             return event
 
 

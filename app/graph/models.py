@@ -127,6 +127,9 @@ class ModelService:
         self.hierarchy = hierarchy
         self.replaced_by = dict(replaced_by)
         self._write_lock = threading.RLock()
+        #: Held by every write (and its listeners); readers that need a consistent
+        #: moment across the store and the revision log take it too.
+        self.write_lock = self._write_lock
         #: Bumped by every committed change, so caches derived from models can tell.
         self.version = 0
         self._loading: set[str] = set()
@@ -299,8 +302,12 @@ class ModelService:
             timings["commit"] = time.perf_counter() - t2
             size = self.triple_count(graph)
             if self.listeners:
-                # The diff from the store itself: a remote server relabels blank nodes.
-                after = self._lines(graph)
+                # What the graph now holds: known without reading it back, unless blank
+                # nodes came in (a SPARQL INSERT DATA, or a remote server, relabels them).
+                if not any(b"_:" in n for n in new_lines):
+                    after = new_lines if mode == "replace" else before | new_lines
+                else:
+                    after = self._lines(graph)
                 self._committed(
                     ModelChange(
                         graph, mode, sorted(after - before), sorted(before - after), author

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 
 from pyoxigraph import NamedNode, Quad, RdfFormat, parse
@@ -36,8 +37,10 @@ class AsOfViews:
         store: GraphStore,
         revisions: RevisionStore,
         hierarchy: ClassHierarchy,
+        write_lock: AbstractContextManager[object] | None = None,
         cache_size: int = 2,
     ) -> None:
+        self._write_lock: AbstractContextManager[object] = write_lock or nullcontext()
         self._store = store
         self._revisions = revisions
         self._hierarchy = hierarchy
@@ -69,12 +72,16 @@ class AsOfViews:
 
     def graphs_at(self, revision_id: int) -> dict[str, set[bytes]]:
         """Each model graph's N-Triples lines once revision ``revision_id`` was applied."""
-        lines = {
-            g: set(self._store.dump(g, RdfFormat.N_TRIPLES).splitlines())
-            for g in self._store.graph_names()
-            if not is_managed_graph(g)
-        }
-        for _rid, g, added, removed in self._revisions.changes_after(revision_id):
+        # The graphs and the revisions that explain them are read under the model write
+        # lock (revisions are recorded under it): a write cannot fall in between.
+        with self._write_lock:
+            lines = {
+                g: set(self._store.dump(g, RdfFormat.N_TRIPLES).splitlines())
+                for g in self._store.graph_names()
+                if not is_managed_graph(g)
+            }
+            changes = self._revisions.changes_after(revision_id)
+        for _rid, g, added, removed in changes:
             current = lines.setdefault(g, set())
             current.difference_update(added)
             current.update(removed)

@@ -21,7 +21,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from app.errors import AppError, QueryTimeoutError, UnavailableError
+from app.errors import AppError, InvalidInputError, QueryTimeoutError, UnavailableError
 
 #: Arbitrary constant for pg_advisory_xact_lock: "TwinGraph migrations".
 MIGRATION_LOCK_KEY = 0x7467_6D69
@@ -296,6 +296,10 @@ def translate_errors(what: str) -> Iterator[None]:
         raise
     except pg_errors.QueryCanceled as exc:
         raise QueryTimeoutError(f"{what}: the database cancelled the query ({exc})") from exc
+    except pg_errors.DataError as exc:
+        # A value the database cannot store (out of range, bad encoding): the caller's input.
+        detail = str(exc).splitlines()[0][:300]
+        raise InvalidInputError(f"{what}: the database refused a value: {detail}") from exc
     except (psycopg.OperationalError, PoolTimeout) as exc:
         raise UnavailableError(f"{what}: database unavailable ({exc})") from exc
 

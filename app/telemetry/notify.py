@@ -1,7 +1,7 @@
 """Live readings across processes: PostgreSQL NOTIFY payloads for committed writes.
 
-Every telemetry write sends, inside its own transaction (so only committed readings are
-announced), notifications on :data:`CHANNEL`. A small batch announces every reading; a
+Every telemetry write sends, right after its transaction commits (so only stored
+readings are announced), notifications on :data:`CHANNEL`. A small batch announces every reading; a
 large one (bulk imports) announces each point's newest reading only, so a backfill does
 not flood listeners — live views want the newest value, history comes from the store.
 A payload is a JSON array of ``[point uuid, ISO time, value]`` kept under PostgreSQL's

@@ -24,6 +24,7 @@ returns after its transaction committed with ``synchronous_commit = on``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -49,6 +50,8 @@ from app.telemetry.db import (
     translate_errors,
 )
 from app.telemetry.gc_pause import gc_paused
+
+log = logging.getLogger("twingraph.telemetry")
 
 Agg = Literal["avg", "min", "max", "sum", "count", "first", "last"]
 AGGS: tuple[str, ...] = ("avg", "min", "max", "sum", "count", "first", "last")
@@ -156,7 +159,7 @@ def encode_rows(readings: Sequence[Reading]) -> tuple[list[Row], dict[UUID, Row]
 def _announce(
     conn: psycopg.Connection[Any], readings: Sequence[Reading], newest: dict[UUID, Row]
 ) -> None:
-    """NOTIFY the batch inside its transaction: delivered on commit, never before."""
+    """NOTIFY a committed batch (listeners hear only what is stored)."""
     latest = (Reading(p, row[1], decode(row[2], row[3], row[4])) for p, row in newest.items())
     # One statement per payload, pipelined: pg_notify over unnest() of the same payloads
     # measured 20x slower (server side) for 40 kB of JSON.
@@ -257,20 +260,29 @@ class TelemetryStore:
             rows, newest = encode_rows(readings)
         with translate_errors("telemetry write"), gc_paused():
             try:
-                with self._pool.connection() as conn, conn.transaction():
-                    try:
-                        with conn.transaction():
-                            _copy(conn, "readings", rows)
-                    except (pg_errors.UniqueViolation, pg_errors.DeadlockDetected):
-                        inserted, moved, oldest, latest_time = self._merge(conn, rows)
-                    else:
-                        inserted, moved = len(rows), self._upsert_latest(conn, newest)
-                        oldest = latest_time = None
-                        if self._caggs:
-                            oldest = min(r[1] for r in rows)
-                            latest_time = max(r[1] for r in newest.values())
+                with self._pool.connection() as conn:
+                    with conn.transaction():
+                        try:
+                            with conn.transaction():
+                                _copy(conn, "readings", rows)
+                        except (pg_errors.UniqueViolation, pg_errors.DeadlockDetected):
+                            inserted, moved, oldest, latest_time = self._merge(conn, rows)
+                        else:
+                            inserted, moved = len(rows), self._upsert_latest(conn, newest)
+                            oldest = latest_time = None
+                            if self._caggs:
+                                oldest = min(r[1] for r in rows)
+                                latest_time = max(r[1] for r in newest.values())
                     if self.announce and inserted:
-                        _announce(conn, readings, newest)
+                        # After the commit, in a transaction of its own: NOTIFY takes a
+                        # cluster-wide lock until commit, which must not span the
+                        # readings' WAL flush (concurrent writers would queue behind it).
+                        # The readings are stored whatever happens to the announcement.
+                        try:
+                            with conn.transaction():
+                                _announce(conn, readings, newest)
+                        except psycopg.Error:
+                            log.warning("could not announce %d stored readings", inserted)
             except (pg_errors.DataError, pg_errors.UntranslatableCharacter) as exc:
                 detail = str(exc).splitlines()[0][:300]
                 raise InvalidInputError(f"readings rejected by the database: {detail}") from exc

@@ -14,6 +14,9 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 from app.errors import InvalidInputError
 from app.twins.model import MAX_VALUE_BYTES
@@ -28,12 +31,35 @@ def check_schema(what: str, schema: Any) -> dict[str, Any]:
         raise InvalidInputError(
             f"The schema of {what} is not a valid JSON Schema: {exc.message}", code="bad_schema"
         ) from None
+    # Every $ref must resolve inside the schema: nothing is ever fetched (no URLs, no
+    # files), and a dangling reference is refused now rather than failing every write.
+    base = "urn:twingraph:schema"
+    resolver = Registry().with_resource(base, DRAFT202012.create_resource(schema)).resolver(base)
+    for ref in _refs(schema):
+        try:
+            resolver.lookup(ref)
+        except Unresolvable:
+            raise InvalidInputError(
+                f"The schema of {what} refers to {ref!r}, which is not defined inside it "
+                "(schemas are self-contained: no remote or file references)",
+                code="bad_schema",
+            ) from None
     return schema
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [v for k, v in node.items() if k in ("$ref", "$dynamicRef") and isinstance(v, str)]
+        return found + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
 
 
 @lru_cache(maxsize=1024)
 def _validator(text: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(text))
+    # An empty registry: references resolve within the schema only, never by retrieval.
+    return Draft202012Validator(json.loads(text), registry=Registry())
 
 
 def violations(schema: Mapping[str, Any], value: Any) -> list[str]:
@@ -49,7 +75,18 @@ def check_value(
     what: str, value: Any, schema: Mapping[str, Any] | None, *, code: str = "schema_violation"
 ) -> None:
     """Raise InvalidInputError when ``value`` is too large or breaks ``schema``."""
-    size = len(json.dumps(value, separators=(",", ":")))
+    try:
+        # PostgreSQL's jsonb refuses NaN, infinities and NUL characters: so do we, as 400s.
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(
+            f"The value of {what} is not plain JSON: {exc}", code="bad_value"
+        ) from None
+    if "\\u0000" in text:
+        raise InvalidInputError(
+            f"The value of {what} contains a NUL character", code="bad_value"
+        )
+    size = len(text)
     if size > MAX_VALUE_BYTES:
         raise InvalidInputError(
             f"The value of {what} is {size} bytes of JSON; the limit is {MAX_VALUE_BYTES}",

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from app.domain.iris import BRICK, REC
 from app.errors import InvalidInputError
@@ -60,6 +60,8 @@ def render(
     mqtt_url: str | None,
 ) -> dict[str, Any]:
     twin = quote(state.id, safe="")
+    # The broker's address without its user info: a TD is readable by any reader.
+    mqtt_url = _public_url(mqtt_url) if mqtt_url else None
     properties: dict[str, Any] = {}
     names = set(state.schemas) | set(state.properties)
     for name in sorted(names):
@@ -199,3 +201,12 @@ def _section(td: Mapping[str, Any], name: str) -> dict[str, dict[str, Any]]:
     if not isinstance(section, dict) or not all(isinstance(v, dict) for v in section.values()):
         raise InvalidInputError(f"The TD's {name} must map names to objects", code="bad_td")
     return section
+
+
+def _public_url(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
