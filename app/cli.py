@@ -18,6 +18,7 @@ from rich.table import Table
 from app.errors import AppError
 from app.security.haystack_users_cli import users_cli as haystack_users_cli
 from app.settings import Settings
+from app.twins.broker_cli import broker_cli
 from ingest.bacnet.cli import ingest_bacnet
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ cli.add_typer(token_cli, name="token")
 telemetry_cli = typer.Typer(no_args_is_help=True, help="Readings: import and inspect.")
 cli.add_typer(telemetry_cli, name="telemetry")
 cli.add_typer(haystack_users_cli, name="haystack-user")
+cli.add_typer(broker_cli, name="broker")
 
 out = Console()
 err = Console(stderr=True)
@@ -146,12 +148,14 @@ def serve(
     except AppError as exc:
         _fail(exc)
     base = f"http://{settings.host}:{settings.port}"
-    from app.telemetry.live import start_demo_feed, start_mqtt_ingest
+    from app.telemetry.live import start_broker_auth_files, start_demo_feed
 
+    # The app's startup (app.lifespan) starts the MQTT ingest (in the twin leader) and the
+    # event bridge (events also on MQTT: twingraph/events/<type>) before serving.
     try:
         if demo:
             _serve_demo_setup(platform)
-        start_mqtt_ingest(platform)
+        start_broker_auth_files(platform)
         if demo and platform.settings.mqtt_url:
             feed = start_demo_feed(platform, platform.settings.mqtt_url, graph=DEMO_GRAPH)
             err.print(f"Simulating live readings for {feed.points} demo points over MQTT")
@@ -165,12 +169,15 @@ def serve(
         out.print(
             "\n[bold]TwinGraph is running[/bold]\n"
             f"  Home:          {base}/\n"
+            f"  Explorer:      {base}/explorer  (SPARQL editor: {base}/explorer/sparql)\n"
+            f"  GraphQL:       {base}/graphql  (GraphiQL in a browser)\n"
+            f"  Events (SSE):  {base}/events  and live readings at {base}/events/readings\n"
             f"  API docs:      {base}/docs\n"
             f"  Health:        {base}/health\n"
             f"  SPARQL:        {base}/sparql\n"
             f"  Graph Store:   {base}/rdf-graphs\n"
             f"  Named queries: {base}/queries\n"
-            f"  MQTT broker:   {platform.settings.mqtt_url} (topics twingraph/<site>/...)\n"
+            f"  MQTT broker:   {_public_mqtt(platform)} (topics twingraph/<site>/...)\n"
             f"  Admin token:   {token}\n"
             "  Try: curl -s "
             f"'{base}/queries/ahus/list' -H 'Accept: text/csv'\n"
@@ -187,6 +194,15 @@ def serve(
         platform.close()  # if uvicorn never started; closing twice is harmless
 
 
+def _public_mqtt(platform: Platform) -> str:
+    """The broker's address without the platform's password (devices log in as their
+    twin id with their device secret)."""
+    from app.telemetry.broker import public_url
+
+    url = platform.settings.mqtt_url
+    return public_url(url) if url else "none"
+
+
 def _serve_demo_setup(platform: Platform) -> None:
     """Load the demo building if no model is stored; run a local broker if none is set."""
     from app.telemetry.live import start_local_broker
@@ -196,7 +212,9 @@ def _serve_demo_setup(platform: Platform) -> None:
 
         with err.status("Loading the demo building..."):
             result = platform.models.ingest_triples(
-                graph=DEMO_GRAPH, triples=generate_building(floors=3, vavs_per_floor=6)
+                graph=DEMO_GRAPH,
+                triples=generate_building(floors=3, vavs_per_floor=6),
+                author="twingraph serve --demo",
             )
         err.print(f"Demo building loaded into <{DEMO_GRAPH}>: {result.graph_triples} triples")
     if platform.settings.mqtt_url is None:
@@ -368,7 +386,12 @@ def validate_cmd(
     from app.graph.validation import ShaclValidator
 
     settings = Settings()
-    sources = default_sources(settings.qudt_dir, settings.ontology_paths)
+    sources = default_sources(
+        settings.qudt_dir,
+        settings.ontology_paths,
+        brick_version=settings.brick_version,
+        extensions=settings.ontology_extensions,
+    )
     extra = sorted(settings.shapes_dir.glob("*.ttl")) if settings.shapes_dir.is_dir() else []
     with err.status("Preparing shapes..."):
         validator = ShaclValidator.from_files([s.path for s in sources], extra_shapes=extra)

@@ -26,8 +26,10 @@ from app.graph.named_queries import NamedQuery, load_named_queries
 from app.graph.ontology import (
     ClassHierarchy,
     OntologySource,
+    brick_release,
     default_sources,
     drop_staging,
+    drop_unconfigured,
     ensure_loaded,
 )
 from app.graph.remote import RemoteStore
@@ -98,6 +100,20 @@ def build_validator(sources: list[OntologySource], shapes_dir: Path) -> ModelVal
     return ShaclValidator.from_files([s.path for s in sources], extra_shapes=extra)
 
 
+def check_validator_fits(
+    validator: ModelValidator, sources: list[OntologySource], shapes_dir: Path
+) -> None:
+    """A validator prepared elsewhere (tests share one) must match this ontology set: the
+    files it was prepared from are its key (Brick version, extensions, extras, shapes)."""
+    files = getattr(validator, "files", None)
+    extra = sorted(shapes_dir.glob("*.ttl")) if shapes_dir.is_dir() else []
+    if files is not None and tuple(files) != (*(s.path for s in sources), *extra):
+        raise ValueError(
+            "the validator handed in was prepared for other ontologies: "
+            + ", ".join(str(f) for f in files)
+        )
+
+
 def open_database(
     settings: Settings, closers: list[Callable[[], None]]
 ) -> tuple[str, ConnectionPool]:
@@ -140,12 +156,20 @@ def open_platform(
     store = open_store(settings)
     closers: list[Callable[[], None]] = [store.close]
     try:
-        sources = default_sources(settings.qudt_dir, settings.ontology_paths)
+        sources = default_sources(
+            settings.qudt_dir,
+            settings.ontology_paths,
+            brick_version=settings.brick_version,
+            extensions=settings.ontology_extensions,
+        )
         dropped = drop_staging(store)
+        unconfigured = drop_unconfigured(store, sources)
         reloaded = ensure_loaded(store, sources)
         hierarchy = ClassHierarchy.from_store(store)
         if validator is None:
             validator = build_validator(sources, settings.shapes_dir)
+        else:
+            check_validator_fits(validator, sources, settings.shapes_dir)
         models = ModelService(
             store=store,
             validator=validator,
@@ -154,6 +178,8 @@ def open_platform(
         )
         models.on_ontology_tampered = lambda: _reload(store, sources)
         unfinished = models.drop_unfinished_loads()
+        # Stored inferred types follow the ontologies they were computed with.
+        refreshed = models.refresh_inferred_types() if reloaded or unconfigured else []
         sparql = SparqlService(
             store=store,
             limits=QueryLimits(
@@ -221,7 +247,10 @@ def open_platform(
         "ontologies_reloaded": reloaded,
         "staging_graphs_dropped": dropped,
         "unfinished_loads_dropped": unfinished,
+        "ontologies_dropped": unconfigured,
+        "inferred_types_refreshed": len(refreshed),
         "qudt_loaded": any(s.name.startswith("qudt") for s in sources),
+        "brick_release": brick_release(store),
         "telemetry": readings.features.as_dict() if readings else None,
     }
     log.info("platform open: %s", platform.startup)

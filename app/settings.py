@@ -6,10 +6,12 @@ tests pass values directly (``Settings(data_dir=tmp_path)``).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +33,11 @@ class Settings(BaseSettings):
     qudt_dir: Path = REPO_ROOT / "ontologies" / "node_modules" / "@vocabulary"
     #: Extra ontology files to load (Turtle, N-Triples, N-Quads, RDF/XML, JSON-LD).
     ontology_paths: list[Path] = Field(default_factory=list)
+    #: Brick version loaded from the brickschema package (app.graph.ontology.BRICK_VERSIONS).
+    brick_version: Literal["1.4", "1.5"] = "1.5"
+    #: Extensions loaded with Brick from brickschema, comma-separated or a JSON list:
+    #: ``223p`` (ASHRAE 223P and Brick's bridge to it).
+    ontology_extensions: Annotated[list[Literal["223p"]], NoDecode] = Field(default_factory=list)
     #: Our own SHACL shapes, validated together with Brick's.
     shapes_dir: Path = REPO_ROOT / "ontologies" / "shapes"
     queries_dir: Path = REPO_ROOT / "queries"
@@ -43,6 +50,9 @@ class Settings(BaseSettings):
     mqtt_url: str | None = None
     #: MQTT client id: a fixed id keeps the broker-side session (and queued readings).
     mqtt_client_id: str = "twingraph-ingest"
+    #: Keep an external Mosquitto's password and ACL files (``passwd``, ``acl``) current in
+    #: this directory (see docker-compose.yml); the managed broker needs no setting.
+    broker_auth_dir: Path | None = None
     #: Most readings one HTTP batch may carry (413 beyond).
     telemetry_max_batch: int = 200_000
     #: Drop raw readings older than this many days (TimescaleDB retention); unset: keep.
@@ -73,6 +83,20 @@ class Settings(BaseSettings):
     twins_sweep_interval_s: float = 1.0
     #: Signed device messages whose ts is further than this from the platform clock are refused.
     twins_clock_skew_s: float = 300.0
+    #: Processes sharing a database elect one twin leader (device channel, sweeper, reading
+    #: sync): how often a follower tries to take over and the leader checks its lock (s).
+    twins_leader_retry_s: float = 1.0
+
+    @field_validator("ontology_extensions", mode="before")
+    @classmethod
+    def _split_extensions(cls, value: object) -> object:
+        """``223p`` and ``223p,other`` as well as ``["223p"]`` from the environment."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @property
     def store_dir(self) -> Path:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -99,6 +99,13 @@ class Device:
             self.client.will_set(
                 will, seal(key, will, {"ts": time.time(), "status": "offline"}), qos=1
             )
+        # The broker login (documented in the README): the URL's user if it names one,
+        # else a one-twin device's own, its twin id (":" written "%3A") and secret.
+        if parts.username:
+            self.client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
+        elif len(secrets) == 1:
+            twin, secret = next(iter(secrets.items()))
+            self.client.username_pw_set(twin.replace(":", "%3A"), secret)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from app.errors import ForbiddenError, UnauthorizedError
 from app.platform import Platform
 from app.security.tokens import ANONYMOUS_READER, Principal, Scope
 
+# Dependencies are coroutines: FastAPI runs plain functions in its thread pool, a thread
+# hop per dependency and request (three of them cost a small query most of its time).
 
-def get_platform(request: Request) -> Platform:
+
+async def get_platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
 
@@ -20,14 +24,16 @@ def get_platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
-def authenticate(request: Request, platform: PlatformDep) -> Principal | None:
+async def authenticate(request: Request, platform: PlatformDep) -> Principal | None:
     header = request.headers.get("authorization")
     if not header:
         return None
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise UnauthorizedError("Use 'Authorization: Bearer <token>'", code="bad_auth_header")
-    principal = platform.tokens.verify(token.strip())
+    known, principal = platform.tokens.cached(token.strip())
+    if not known:  # the token store is read from disk: off the event loop
+        principal = await run_in_threadpool(platform.tokens.verify, token.strip())
     if principal is None:
         raise UnauthorizedError("The token is unknown or revoked", code="invalid_token")
     return principal
@@ -52,8 +58,8 @@ def check_scope(platform: Platform, principal: Principal | None, scope: Scope) -
     return principal
 
 
-def require(scope: Scope) -> Callable[..., Principal]:
-    def dependency(
+def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
+    async def dependency(
         platform: PlatformDep,
         principal: Annotated[Principal | None, Depends(authenticate)],
     ) -> Principal:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, TypeVar
 
@@ -20,10 +21,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import PlatformDep, ReaderDep
-from app.errors import InvalidInputError, UnavailableError
+from app.api.problems import problem_body
+from app.api.revocation import TokenWatch
+from app.errors import AppError, InvalidInputError, UnauthorizedError, UnavailableError
 from app.events.bus import EventBus
 from app.events.model import Event, EventFilter, unknown_types
-from app.events.selectors import expand_curie, resolve_selector
+from app.events.selectors import expand_curie, follow_selector, resolve_selector
 from app.platform import Platform
 
 router = APIRouter(tags=["events"])
@@ -36,33 +39,33 @@ def _bus(platform: Platform) -> EventBus:
     return platform.events
 
 
-async def _filter(
-    platform: Platform,
+def _filter(
     types: list[str],
     twins: list[str],
     classes: list[str],
     sites: list[str],
     graphs: list[str],
     ok: bool | None,
-    selector: str | None,
 ) -> EventFilter:
     bad = unknown_types(types)
     if bad:
         raise InvalidInputError(
             f"Unknown event type(s) {', '.join(bad)}", code="unknown_event_type"
         )
-    selected: set[str] | None = {expand_curie(t) for t in twins} if twins else None
-    if selector:
-        chosen = await run_in_threadpool(resolve_selector, platform.sparql, selector)
-        selected = set(chosen) if selected is None else selected & chosen
     return EventFilter.of(
         types=types,
-        twins=selected,
+        twins={expand_curie(t) for t in twins} if twins else None,
         classes=[expand_curie(c) for c in classes],
         sites=sites,
         graphs=graphs,
         ok=ok,
     )
+
+
+def _sse_error(exc: AppError, instance: str) -> bytes:
+    """The last message of a stream that ends on an error: its problem details."""
+    body = problem_body(exc.status, exc.code, exc.title, exc.detail, instance, **exc.extra)
+    return f"event: error\ndata: {json.dumps(body, separators=(',', ':'))}\n\n".encode()
 
 
 def _sse(event: Event) -> bytes:
@@ -74,7 +77,7 @@ def _sse(event: Event) -> bytes:
 async def events(
     request: Request,
     platform: PlatformDep,
-    _caller: ReaderDep,
+    caller: ReaderDep,
     type: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI reads, never mutates
     twin: Annotated[list[str], Query()] = [],  # noqa: B006
     class_: Annotated[list[str], Query(alias="class")] = [],  # noqa: B006
@@ -88,8 +91,18 @@ async def events(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> Response:
     bus = _bus(platform)
-    flt = await _filter(platform, type, twin, class_, site, graph, ok, selector)
+    given = _filter(type, twin, class_, site, graph, ok)
+
+    async def choose() -> frozenset[str]:
+        assert selector is not None
+        return await run_in_threadpool(resolve_selector, platform.sparql, selector)
+
+    chosen = await choose() if selector else None  # a bad selector: a 400 before any stream
     if "text/event-stream" not in request.headers.get("accept", ""):
+        flt = given
+        if chosen is not None:
+            explicit = given.twins
+            flt = replace(given, twins=chosen if explicit is None else chosen & explicit)
         page = await run_in_threadpool(
             lambda: bus.fetch(
                 after_id=after or 0, filter=flt, since=since, until=until, limit=limit
@@ -109,41 +122,36 @@ async def events(
     bus.start()
 
     async def stream() -> AsyncIterator[bytes]:
-        current = flt
-        # With a selector the stream also watches model changes (to re-evaluate it), so
-        # the subscription takes everything and the filter is applied here, in order.
-        subscription = bus.subscribe(EventFilter() if selector else flt, after_id=after_id)
+        # With a selector, the selection follows model changes (see follow_selector).
+        source: AsyncIterator[Event] = (
+            follow_selector(bus, given, choose, after_id=after_id, initial=chosen)
+            if selector
+            else bus.subscribe(given, after_id=after_id)
+        )
         try:
             yield b": connected\n\n"
-            async for event in _ticking(request, subscription):
+            async for event in _ticking(request, source, TokenWatch(platform.tokens, caller)):
                 if event is None:
                     yield b": keep-alive\n\n"
-                    continue
-                if selector is not None and event.type.startswith("model."):
-                    # The model changed: re-evaluate which twins the selector picks.
-                    query: str = selector
-                    chosen = await run_in_threadpool(resolve_selector, platform.sparql, query)
-                    current = _with_twins(current, chosen, twin)
-                if current.matches(event):
+                else:
                     yield _sse(event)
+        except UnauthorizedError as exc:
+            yield _sse_error(exc, request.url.path)
         finally:
-            subscription.close()
+            # Synchronous clean-up only: a stream ends by cancellation, and an await here
+            # would be cancelled too. A generator source closes itself when _ticking
+            # cancels its pending read.
+            if not isinstance(source, AsyncGenerator):
+                source.close()  # type: ignore[attr-defined]
 
     return _sse_response(stream())
-
-
-def _with_twins(flt: EventFilter, chosen: frozenset[str], explicit: list[str]) -> EventFilter:
-    from dataclasses import replace
-
-    twins = chosen & {expand_curie(t) for t in explicit} if explicit else chosen
-    return replace(flt, twins=frozenset(twins))
 
 
 @router.get("/events/readings", summary="Live readings as Server-Sent Events")
 async def reading_events(
     request: Request,
     platform: PlatformDep,
-    _caller: ReaderDep,
+    caller: ReaderDep,
     point: Annotated[list[str], Query()] = [],  # noqa: B006
 ) -> StreamingResponse:
     """Readings as they commit (any process), for the points named (UUID, id, IRI or
@@ -158,7 +166,7 @@ async def reading_events(
         subscription = bus.subscribe_readings(chosen)
         try:
             yield b": connected\n\n"
-            async for batch in _ticking(request, subscription):
+            async for batch in _ticking(request, subscription, TokenWatch(platform.tokens, caller)):
                 if batch is None:
                     yield b": keep-alive\n\n"
                     continue
@@ -170,6 +178,8 @@ async def reading_events(
                     separators=(",", ":"),
                 )
                 yield f"event: readings\ndata: {body}\n\n".encode()
+        except UnauthorizedError as exc:
+            yield _sse_error(exc, request.url.path)
         finally:
             subscription.close()
 
@@ -179,21 +189,30 @@ async def reading_events(
 T = TypeVar("T")
 
 
-async def _ticking(request: Request, source: AsyncIterator[T]) -> AsyncIterator[T | None]:
+async def _ticking(
+    request: Request, source: AsyncIterator[T], watch: TokenWatch
+) -> AsyncGenerator[T | None, None]:
     """The items of ``source``, and ``None`` after every quiet keep-alive interval; ends
-    when the client has gone."""
+    when the client has gone, and with ``UnauthorizedError`` once the caller's token is
+    revoked (``watch``)."""
     pending: asyncio.Future[T] | None = None
+    quiet = 0.0
     try:
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(anext(source))
-            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
+            done, _ = await asyncio.wait({pending}, timeout=min(KEEPALIVE_S, watch.every_s))
+            await watch.check()
             if done:
                 item, pending = pending.result(), None
+                quiet = 0.0
                 yield item
-            elif await request.is_disconnected():
+                continue
+            quiet += min(KEEPALIVE_S, watch.every_s)
+            if await request.is_disconnected():
                 return
-            else:
+            if quiet >= KEEPALIVE_S:
+                quiet = 0.0
                 yield None
     finally:
         if pending is not None:

@@ -17,9 +17,10 @@ log = logging.getLogger("twingraph.api")
 PROBLEM_JSON = "application/problem+json"
 
 
-def problem(
+def problem_body(
     status: int, code: str, title: str, detail: str, instance: str, **extra: Any
-) -> JSONResponse:
+) -> dict[str, Any]:
+    """An RFC 9457 problem details object."""
     body: dict[str, Any] = {
         "type": f"urn:twingraph:problem:{code}",
         "title": title,
@@ -29,6 +30,13 @@ def problem(
         "instance": instance,
     }
     body.update({k: v for k, v in extra.items() if v is not None})
+    return body
+
+
+def problem(
+    status: int, code: str, title: str, detail: str, instance: str, **extra: Any
+) -> JSONResponse:
+    body = problem_body(status, code, title, detail, instance, **extra)
     headers = {"WWW-Authenticate": 'Bearer realm="twingraph"'} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 

@@ -18,6 +18,7 @@ from app.errors import InvalidInputError, NotFoundError, PayloadTooLargeError, U
 from app.platform import Platform
 from app.telemetry.batch import parse_json_batch
 from app.telemetry.csv_import import parse_csv_bytes
+from app.telemetry.readings import EncodedBatch, encode_rows
 
 router = APIRouter(tags=["telemetry"])
 Agg = Literal["avg", "min", "max", "sum", "count", "first", "last"]
@@ -75,7 +76,12 @@ def _row_json(row: Any) -> dict[str, Any]:
 
 
 def _store_checked(platform: Platform, readings: list[Reading]) -> dict[str, Any]:
-    unknown = platform.points.unknown(r.point for r in readings)
+    return _store_encoded(platform, encode_rows(readings))
+
+
+def _store_encoded(platform: Platform, encoded: EncodedBatch) -> dict[str, Any]:
+    rows, newest = encoded
+    unknown = platform.points.unknown(newest)  # every point of the batch, once
     if unknown:
         raise InvalidInputError(
             f"{len(unknown)} point UUID(s) are not in the graph (first: {unknown[0]}); "
@@ -84,9 +90,9 @@ def _store_checked(platform: Platform, readings: list[Reading]) -> dict[str, Any
             code="unknown_points",
             unknown=[str(u) for u in unknown[:100]],
         )
-    result = _telemetry(platform).write(readings=readings)
+    result = _telemetry(platform).write_encoded(encoded)
     return {
-        "accepted": len(readings),
+        "accepted": len(rows),
         "inserted": result.inserted,
         "duplicates": result.duplicates,
     }
@@ -117,7 +123,7 @@ async def ingest(request: Request, platform: PlatformDep, _: WriterDep) -> dict[
             out["unmatched_columns"] = parsed.unmatched
             return out
         if media in ("application/json", ""):
-            return _store_checked(platform, parse_json_batch(body, max_readings=max_readings))
+            return _store_encoded(platform, parse_json_batch(body, max_readings=max_readings))
         raise InvalidInputError(
             f"POST /telemetry takes application/json or text/csv, not {media!r}",
             code="unsupported_media_type",

@@ -1,15 +1,22 @@
 """The event bus: durable events in PostgreSQL, fanned out to every process by NOTIFY.
 
-``publish`` inserts the event and notifies ``twingraph_events`` in one transaction, under
-a transaction-scoped advisory lock so ids commit in increasing order. Each process runs
-one listener thread (``start``) with its own connection: on a notification it reads the
-events after the last id it saw and hands them to its in-process consumers — asyncio
-subscriptions (SSE, GraphQL) and plain callbacks (twin services). Committed readings
-arrive on ``twingraph_readings`` (see ``app.telemetry.notify``) the same way.
+An event is a row of ``events`` plus a notification on ``twingraph_events``, both made in
+a transaction under a transaction-scoped advisory lock, so ids commit in increasing order.
+A change of PostgreSQL state publishes in the *same* transaction as the change
+(``outbox``, a transactional outbox): NOTIFY is transactional, so the change and its
+event commit together or neither does, and a crash in between cannot lose the event.
+What has no state to commit with (a refusal, a graph-store change) uses ``publish``.
+
+Each process runs one listener thread (``start``) with its own connection: on a
+notification it reads the events after the last id it saw and hands them to its
+in-process consumers — asyncio subscriptions (SSE, GraphQL) and plain callbacks (twin
+services). Committed readings arrive on ``twingraph_readings`` (see
+``app.telemetry.notify``) the same way.
 
 A consumer that falls behind (its queue is full) or reconnects with ``after_id`` reads
 what it missed from the table, so nothing in between is lost; readings are live only.
-Sinks (e.g. the MQTT bridge) run in the publishing process, so each event leaves once.
+Sinks (e.g. the MQTT bridge) run in the publishing process, after the commit, so each
+event leaves once, and only once it is stored.
 """
 
 from __future__ import annotations
@@ -18,12 +25,14 @@ import asyncio
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
@@ -40,6 +49,7 @@ PUBLISH_LOCK_KEY = 0x7467_6576
 QUEUE_SIZE = 10_000
 _COLUMNS = "id, time, type, ok, twin, graph, site, classes, author, data"
 
+Conn = psycopg.Connection[Any]
 EventCallback = Callable[[Event], None]
 ReadingsCallback = Callable[[list[Reading]], None]
 
@@ -60,6 +70,118 @@ def _row_event(row: tuple[Any, ...]) -> Event:
     )
 
 
+_INSERT = (
+    "INSERT INTO events (type, ok, twin, graph, site, classes, author, data) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id, time"
+)
+
+
+def _params(event: Event) -> tuple[Any, ...]:
+    return (
+        event.type,
+        event.ok,
+        event.twin,
+        event.graph,
+        event.site,
+        list(event.classes),
+        event.author,
+        Jsonb(dict(event.data)),
+    )
+
+
+def _storable(values: Iterable[str]) -> list[str]:
+    # PostgreSQL text cannot hold NUL, so no stored event has a value containing one.
+    return sorted(v for v in values if "\x00" not in v)
+
+
+def filter_clauses(flt: EventFilter) -> tuple[list[str], list[Any]] | None:
+    """SQL conditions selecting exactly the events ``flt.matches``; None when it can match
+    none. Every criterion has an SQL form: types (exact, and ``family.*`` as the byte-wise
+    range ['family.', 'family/'), which is exactly the strings starting with 'family.' and
+    an index range, unlike LIKE with a parameter), twins, sites and graphs (``= ANY``),
+    classes (array overlap ``&&``: an event carries its twin's classes with their
+    superclasses, a filter the classes asked for, and ``matches`` takes any shared one),
+    ok. Nothing is left to filter in Python; live dispatch (``EventSubscription``) still
+    applies ``flt.matches`` to the events in memory."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if flt.types:
+        arms: list[str] = []
+        exact = _storable(t for t in flt.types if not t.endswith(".*"))
+        if exact:
+            arms.append("type = ANY(%s)")
+            params.append(exact)
+        for family in _storable(t[:-2] for t in flt.types if t.endswith(".*")):
+            # The text_pattern_ops operators compare bytes, whatever the collation.
+            arms.append("(type ~>=~ %s AND type ~<~ %s)")
+            params += [family + ".", family + "/"]
+        if not arms:
+            return None
+        clauses.append(f"({' OR '.join(arms)})")
+    # ``twins`` None is no criterion, an empty set matches nothing; the others are
+    # criteria only when not empty.
+    criteria = [
+        ("twin = ANY(%s)", flt.twins),
+        ("site = ANY(%s)", flt.sites or None),
+        ("graph = ANY(%s)", flt.graphs or None),
+        ("classes && %s::text[]", flt.classes or None),
+    ]
+    for clause, wanted in criteria:
+        if wanted is None:
+            continue
+        values = _storable(wanted)
+        if not values:
+            return None
+        clauses.append(clause)
+        params.append(values)
+    if flt.ok is not None:
+        clauses.append("ok" if flt.ok else "NOT ok")  # literal: matches the partial index
+    return clauses, params
+
+
+def select_events(
+    *,
+    after_id: int = 0,
+    filter: EventFilter | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 1000,
+) -> tuple[str, list[Any]] | None:
+    """The query of ``EventBus.fetch`` (None: nothing can match), for EXPLAIN in tests."""
+    clauses: list[str] = ["id > %s"]
+    params: list[Any] = [after_id]
+    if since is not None:
+        clauses.append("time >= %s")
+        params.append(since)
+    if until is not None:
+        clauses.append("time <= %s")
+        params.append(until)
+    if filter is not None:
+        found = filter_clauses(filter)
+        if found is None:
+            return None
+        clauses += found[0]
+        params += found[1]
+    where = " AND ".join(clauses)
+    sql = f"SELECT {_COLUMNS} FROM events WHERE {where} ORDER BY id LIMIT {int(limit)}"  # noqa: S608
+    return sql, params
+
+
+class Outbox:
+    """The events of one transaction of the caller (see ``EventBus.outbox``)."""
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+        self.pending: list[Event] = []
+        #: The stored events (with ids and times), once the transaction has committed.
+        self.published: list[Event] = []
+
+    def add(self, event: Event | None) -> None:
+        """Publish ``event`` with the transaction (None: nothing, for optional events)."""
+        if event is not None:
+            self.pending.append(event)
+
+
 class EventBus:
     def __init__(self, pool: ConnectionPool, *, dsn: str | None = None) -> None:
         self._pool = pool
@@ -76,40 +198,76 @@ class EventBus:
     # -- publishing ------------------------------------------------------------------------
 
     def publish(self, event: Event) -> Event:
-        """Store ``event`` and announce it; returns it with its id and time."""
+        """Store ``event`` in a transaction of its own and announce it; returns it with its
+        id and time. For what has no state to commit with it: a refusal (``ok=False``), a
+        change of the graph store. A change of PostgreSQL state publishes through
+        ``outbox`` instead, so that the change and its event commit together."""
         with (
             translate_errors("event publish"),
             self._pool.connection() as conn,
             conn.transaction(),
         ):
-            # The state an event describes was committed durably by its own transaction;
-            # the event itself need not wait for the WAL flush (a database crash can lose
-            # the last instant of notifications, never state). ~5 ms -> well under 1 ms.
+            # Nothing else commits with this event, so it need not wait for the WAL flush
+            # (a database crash can lose the last instant of such events, never state).
             conn.execute("SET LOCAL synchronous_commit = off")
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (PUBLISH_LOCK_KEY,))
-            row = conn.execute(
-                "INSERT INTO events (type, ok, twin, graph, site, classes, author, data) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id, time",
-                (
-                    event.type,
-                    event.ok,
-                    event.twin,
-                    event.graph,
-                    event.site,
-                    list(event.classes),
-                    event.author,
-                    Jsonb(dict(event.data)),
-                ),
-            ).fetchone()
-            assert row is not None
-            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(row[0])))
-        stored = event.stored(row[0], row[1])
-        for sink in self.sinks:
-            try:
-                sink(stored)
-            except Exception:  # a sink failing must not fail the operation that emitted
-                log.exception("event sink failed for %s", stored.type)
+            (stored,) = self.publish_in(conn, [event])
+        self.announce([stored])
         return stored
+
+    @contextmanager
+    def outbox(self, conn: Conn) -> Iterator[Outbox]:
+        """A transaction on ``conn`` whose events commit with it, or not at all.
+
+        The body makes its change on ``box.conn`` and ``box.add``s the events describing
+        it; when the body returns, the events are stored (``publish_in``) and the
+        transaction commits; the sinks then run (``announce``) and ``box.published`` holds
+        the stored events. When the body raises, or the commit fails, the transaction
+        rolls back: no row, no notification, no sink call. ``conn`` must not be inside a
+        transaction already (the events would then commit with an outer one)."""
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            raise RuntimeError("EventBus.outbox needs a connection outside a transaction")
+        box = Outbox(conn)
+        with conn.transaction():
+            yield box
+            # Last, right before the commit: the publish lock is held from here to the end
+            # of the transaction, so nothing else may happen under it.
+            stored = self.publish_in(conn, box.pending)
+        box.pending = []
+        box.published = stored
+        self.announce(stored)
+
+    def publish_in(self, conn: Conn, events: Sequence[Event]) -> list[Event]:
+        """Insert ``events`` and their notification into the open transaction of ``conn``;
+        returns them with ids and times. The notification is delivered when (and only if)
+        that transaction commits; the caller then calls ``announce``.
+
+        Takes the publish lock, which stays held until the transaction ends: ids are
+        assigned and become visible in the same order, which the listener's ``id >
+        last seen`` catch-up relies on. Hence: call it as the transaction's last step."""
+        if not events:
+            return []
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (PUBLISH_LOCK_KEY,))
+        rows: list[tuple[int, datetime]] = []
+        with conn.cursor() as cur:
+            cur.executemany(_INSERT, [_params(e) for e in events], returning=True)
+            while True:
+                row = cur.fetchone()
+                assert row is not None
+                rows.append((row[0], row[1]))
+                if not cur.nextset():
+                    break
+        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(rows[-1][0])))
+        return [event.stored(id_, time) for event, (id_, time) in zip(events, rows, strict=True)]
+
+    def announce(self, events: Sequence[Event]) -> None:
+        """Hand committed events to the sinks of this process (each event leaves once, from
+        the process that made it); a failing sink is logged, never raised."""
+        for stored in events:
+            for sink in list(self.sinks):
+                try:
+                    sink(stored)
+                except Exception:  # a sink failing must not fail the operation that emitted
+                    log.exception("event sink failed for %s", stored.type)
 
     def publish_safely(self, event: Event) -> Event | None:
         """``publish`` for paths whose own work already succeeded: errors are logged."""
@@ -130,35 +288,16 @@ class EventBus:
         until: datetime | None = None,
         limit: int = 1000,
     ) -> list[Event]:
-        """Stored events in id order (``filter`` applied in Python after a bounded read)."""
-        clauses, params = ["id > %s"], [after_id]
-        if since is not None:
-            clauses.append("time >= %s")
-            params.append(since)  # type: ignore[arg-type]
-        if until is not None:
-            clauses.append("time <= %s")
-            params.append(until)  # type: ignore[arg-type]
-        if filter is not None and filter.types and not any(t.endswith(".*") for t in filter.types):
-            clauses.append("type = ANY(%s)")
-            params.append(sorted(filter.types))  # type: ignore[arg-type]
-        out: list[Event] = []
+        """Stored events after ``after_id`` in id order, at most ``limit``. The filter runs
+        in SQL (``select_events``), so a page is full whenever that many events match."""
+        query = select_events(
+            after_id=after_id, filter=filter, since=since, until=until, limit=limit
+        )
+        if query is None:
+            return []
         with translate_errors("event read"), self._pool.connection() as conn:
-            cursor = after_id
-            while len(out) < limit:
-                params[0] = cursor
-                rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "  # noqa: S608
-                    "ORDER BY id LIMIT 1000",
-                    params,
-                ).fetchall()
-                if not rows:
-                    break
-                for row in rows:
-                    event = _row_event(row)
-                    if filter is None or filter.matches(event):
-                        out.append(event)
-                cursor = rows[-1][0]
-        return out[:limit]
+            rows = conn.execute(*query).fetchall()
+        return [_row_event(row) for row in rows]
 
     def last_id(self) -> int:
         with translate_errors("event read"), self._pool.connection() as conn:

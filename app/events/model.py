@@ -83,7 +83,9 @@ class EventFilter:
     """All given criteria must hold; each set criterion matches any of its members.
 
     ``types`` entries may end in ``.*`` (``command.*``). ``twins`` is usually the answer
-    of a graph-pattern selector ("any VAV on level 3"), resolved by the caller.
+    of a graph-pattern selector ("any VAV on level 3"), resolved by the caller. ``matches``
+    filters events in memory; ``app.events.bus.filter_clauses`` is the same filter in SQL
+    for reads of the log: the two change together.
     """
 
     types: frozenset[str] = frozenset()

@@ -1,12 +1,18 @@
 """Graph-pattern selectors: "any VAV on level 3" as a SPARQL SELECT whose first variable
-binds the twins (entity IRIs) it selects. Shared by event filters and bulk operations."""
+binds the twins (entity IRIs) it selects. Shared by event filters (SSE and GraphQL
+subscriptions follow a selector through model changes with ``follow_selector``) and bulk
+operations."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import replace
 
 from app.domain.iris import STANDARD_PREFIXES
 from app.errors import InvalidInputError
+from app.events.bus import EventBus
+from app.events.model import Event, EventFilter
 from app.graph.sparql import SparqlService
 
 MAX_SELECTED = 100_000
@@ -45,3 +51,35 @@ def resolve_selector(sparql: SparqlService, query: str) -> frozenset[str]:
             code="selector_too_broad",
         )
     return frozenset(out)
+
+
+async def follow_selector(
+    bus: EventBus,
+    given: EventFilter,
+    choose: Callable[[], Awaitable[frozenset[str]]],
+    *,
+    after_id: int | None = None,
+    initial: frozenset[str] | None = None,
+) -> AsyncGenerator[Event, None]:
+    """Events matching ``given`` about the twins ``choose`` selects now, in log order.
+
+    ``choose`` (a selector's evaluation) runs at the start and again on every committed
+    model change, before the events that follow that change are matched: the stream
+    subscribes to every event and filters here, so no event is matched against a selection
+    older than the model it came after. Twins ``given`` names explicitly narrow the
+    selection further. ``initial``: the selection already made (not chosen again)."""
+
+    def narrowed(chosen: frozenset[str]) -> EventFilter:
+        explicit = given.twins
+        return replace(given, twins=chosen if explicit is None else chosen & explicit)
+
+    current = narrowed(initial if initial is not None else await choose())
+    subscription = bus.subscribe(EventFilter(), after_id=after_id)
+    try:
+        async for event in subscription:
+            if event.ok and event.type.startswith("model."):
+                current = narrowed(await choose())
+            if current.matches(event):
+                yield event
+    finally:
+        subscription.close()

@@ -282,7 +282,8 @@ class EntityService:
     ) -> Page:
         """Entities of any of ``classes`` inside ``within``, ordered by IRI, after a cursor.
 
-        Matching and describing happen in the same query (a sub-select per page). With
+        Every match is read and ordered here, then cut to the page; the full description
+        is a second query for the page. With
         ``light``, records hold only their kinds and external references (no labels,
         tags, units or level numbers) and their references only a time series id each:
         for callers that need no more, at a third of the cost. Unlike the full
@@ -311,18 +312,31 @@ class EntityService:
         if after is not None:
             patterns.append(f"FILTER(STR(?s) > {Literal(after)})")
         patterns.append("FILTER(isIRI(?s))")
-        inner = f"SELECT DISTINCT ?s WHERE {{ {' '.join(patterns)} }} ORDER BY ?s LIMIT {first + 1}"
-        if light and list(classes) == [BRICK + "Point"]:
-            # Whatever else they are, entities matched as brick:Point are points.
-            rows = self._select(f"SELECT ?s ?o ?r ?ts WHERE {{ {{ {inner} }}\n {_LIGHT_TS} }}")
-            records = _light_records(rows, frozenset({BRICK + "Point"}))
-        elif light:
+        # Ordered and cut here, not with ORDER BY/LIMIT: Oxigraph compares IRIs by looking
+        # their strings up for every comparison (60 ms to order 1,000 points, growing with
+        # n log n), while the unordered match is a scan (6 ms). Python orders IRIs by code
+        # point, as SPARQL orders them (and as the STR(?s) > after cursor compares).
+        match = f"SELECT DISTINCT ?s WHERE {{ {' '.join(patterns)} }}"
+        if light:
+            # A light description is a row or two per entity: read it for every match in
+            # the same query (cheaper than a second query naming the page's IRIs).
+            kinds = "" if list(classes) == [BRICK + "Point"] else _LIGHT_KINDS
             rows = self._select(
-                f"SELECT ?s ?o ?r ?ts WHERE {{ {{ {inner} }}\n {_LIGHT_KINDS} {_LIGHT_TS} }}"
+                f"SELECT ?s ?o ?r ?ts WHERE {{ {{ {match} }}\n {kinds} {_LIGHT_TS} }}"
             )
-            records = _light_records(rows)
+            # Whatever else they are, entities matched as brick:Point are points.
+            described = _light_records(
+                rows, frozenset({BRICK + "Point"}) if not kinds else frozenset()
+            )
+            page = sorted(described)[: first + 1]
+            records = {iri: described[iri] for iri in page}
         else:
-            rows = self._select(f"SELECT ?s ?k ?o ?r ?rp WHERE {{ {{ {inner} }}\n {_DESCRIBE} }}")
+            page = sorted(s for (s,) in self._select(match) if s is not None)[: first + 1]
+            if not page:
+                return Page([], False)
+            rows = self._select(
+                f"SELECT ?s ?k ?o ?r ?rp WHERE {{ {_values('s', page)}\n {_DESCRIBE} }}"
+            )
             records = _records(rows)
         ordered = [records[k] for k in sorted(records)]
         return Page(ordered[:first], len(ordered) > first)

@@ -566,6 +566,15 @@ class ModelService:
             if g.startswith("urn:twingraph:ontology:")
         }
 
+    def refresh_inferred_types(self) -> list[str]:
+        """Recompute every model's inferred types from the current class hierarchy: stored
+        ones follow the ontologies of the ingest (another Brick version changes them)."""
+        with self._write_lock:
+            models = [g.iri for g in self.graphs() if g.kind == "model"]
+            for graph in models:
+                self._refresh_inferred(graph)
+        return models
+
     def _refresh_inferred(self, graph: str) -> None:
         triples = _triples(set(self.store.dump(graph, RdfFormat.N_TRIPLES).splitlines()))
         inf = NamedNode(inferred_graph_for(graph))

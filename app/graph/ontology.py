@@ -2,21 +2,26 @@
 
 Loaded, each into its own named graph ``urn:twingraph:ontology:<name>``:
 
-- ``brick``: Brick 1.5 from the ``brickschema`` package (it carries the RealEstateCore
-  classes, the ``ref:`` schema and Brick's SHACL shapes);
+- ``brick``: Brick from the ``brickschema`` package, 1.5 unless ``TWINGRAPH_BRICK_VERSION``
+  picks another version it ships and we support (:data:`BRICK_VERSIONS`); the file carries
+  the RealEstateCore classes, the ``ref:`` schema and Brick's SHACL shapes;
 - ``qudt-schema``, ``qudt-units``, ``qudt-quantitykinds``: QUDT 3.1.0 from the
   ``@vocabulary/qudt``, ``@vocabulary/unit`` and ``@vocabulary/quantitykind`` npm packages
   (installed under ``ontologies/node_modules`` by ``make``), so the units and quantity kinds
   that models use resolve;
+- ``223p-*``: with ``TWINGRAPH_ONTOLOGY_EXTENSIONS=223p``, ASHRAE 223P and Brick's bridge to
+  it, also from ``brickschema`` (see :func:`extension_sources`);
 - ``extra-<n>``: any file listed in ``TWINGRAPH_ONTOLOGY_PATHS``.
 
 A graph is reloaded when the file behind it changes (by content hash), so an upgrade of a
-package takes effect at the next start.
+package or a change of Brick version takes effect at the next start; an ontology graph no
+configured source names any more (an extension switched off) is dropped.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -38,6 +43,8 @@ from app.graph.store import GraphStore
 
 SOURCE_HASH = "urn:twingraph:sourceHash"
 
+log = logging.getLogger("twingraph")
+
 
 @dataclass(frozen=True, slots=True)
 class OntologySource:
@@ -56,13 +63,65 @@ class OntologySource:
         return fmt
 
 
-def brick_path() -> Path:
-    return Path(brickschema.__file__).parent / "ontologies" / "1.5" / "Brick.ttl"
+#: Brick versions the platform can load (brickschema 0.8 ships 1.1-1.5). 1.1 and 1.2 have
+#: no RealEstateCore classes or ``ref:`` schema (1.1 no embedded shapes either); 1.3's
+#: shapes want QUDT 2.1 quantity kinds that our QUDT 3.1.0 lacks (2 of Brick's 25
+#: examples conform under it).
+BRICK_VERSIONS = ("1.4", "1.5")
+DEFAULT_BRICK_VERSION = "1.5"
+#: Optional extensions, by the name ``TWINGRAPH_ONTOLOGY_EXTENSIONS`` uses.
+EXTENSIONS = ("223p",)
 
 
-def default_sources(qudt_dir: Path, extra: Sequence[Path] = ()) -> list[OntologySource]:
-    """Brick always; QUDT when its packages are installed; then the configured extras."""
-    sources = [OntologySource("brick", brick_path())]
+def _brickschema_dir() -> Path:
+    return Path(brickschema.__file__).parent / "ontologies"
+
+
+def brick_path(version: str = DEFAULT_BRICK_VERSION) -> Path:
+    if version not in BRICK_VERSIONS:
+        raise ValueError(
+            f"Brick version {version!r} is not supported; choose one of {', '.join(BRICK_VERSIONS)}"
+        )
+    return _brickschema_dir() / version / "Brick.ttl"
+
+
+def extension_sources(
+    name: str, brick_version: str = DEFAULT_BRICK_VERSION
+) -> list[OntologySource]:
+    """The files of one extension for one Brick version, all from the ``brickschema`` package.
+
+    ``223p``: the ASHRAE 223P bundle (``1.5/extensions/223p.ttl``; it does not import Brick)
+    plus, for the chosen Brick version, Brick's bridge to it and what the bridge
+    ``owl:imports`` (``s223_extension`` shapes: ``brick:Equipment`` is an ``s223:Equipment``,
+    ``brick:isPointOf`` may name a connection point; ``interpret_223`` rules and their
+    ``mappings_223``). For Brick 1.4 brickschema also ships an earlier 223P draft
+    (``brick_extension_MODEL_SP223_*-v1.0``); it is not used: it requires an ``rdfs:label``
+    on every ``s223:Concept`` without the published standard's rule that supplies one, so
+    with the bridge every unlabelled Brick equipment would fail.
+    """
+    if name not in EXTENSIONS:
+        raise ValueError(
+            f"unknown ontology extension {name!r}; choose among {', '.join(EXTENSIONS)}"
+        )
+    brick_path(brick_version)  # rejects an unsupported version
+    bridge = _brickschema_dir() / brick_version / "extensions"
+    return [
+        OntologySource("223p", _brickschema_dir() / "1.5" / "extensions" / "223p.ttl"),
+        OntologySource("223p-brick", bridge / "brick_extension_s223_extension.shapes.ttl"),
+        OntologySource("223p-interpret", bridge / "brick_extension_interpret_223.shapes.ttl"),
+        OntologySource("223p-mappings", bridge / "brick_extension_mappings_223.ttl"),
+    ]
+
+
+def default_sources(
+    qudt_dir: Path,
+    extra: Sequence[Path] = (),
+    *,
+    brick_version: str = DEFAULT_BRICK_VERSION,
+    extensions: Sequence[str] = (),
+) -> list[OntologySource]:
+    """Brick always; QUDT when its packages are installed; extensions; the configured extras."""
+    sources = [OntologySource("brick", brick_path(brick_version))]
     for name, rel in (
         ("qudt-schema", "qudt/qudt.nq"),
         ("qudt-units", "unit/unit.nq"),
@@ -71,6 +130,8 @@ def default_sources(qudt_dir: Path, extra: Sequence[Path] = ()) -> list[Ontology
         path = qudt_dir / rel
         if path.is_file():
             sources.append(OntologySource(name, path))
+    for name in dict.fromkeys(extensions):
+        sources += extension_sources(name, brick_version)
     sources += [OntologySource(f"extra-{i}", Path(p)) for i, p in enumerate(extra)]
     return sources
 
@@ -86,7 +147,14 @@ def file_hash(path: Path) -> str:
 def ensure_loaded(
     store: GraphStore, sources: Iterable[OntologySource], *, force: bool = False
 ) -> list[str]:
-    """Load each ontology whose graph is missing or stale; return the names (re)loaded."""
+    """Load each ontology whose graph is missing or stale; return the names (re)loaded.
+
+    Ontology graphs no source names any more are dropped first (see :func:`drop_unconfigured`).
+    """
+    sources = list(sources)
+    dropped = drop_unconfigured(store, sources)
+    if dropped:
+        log.info("ontology graphs no longer configured, dropped: %s", ", ".join(dropped))
     current = loaded_hashes(store)
     reloaded: list[str] = []
     for src in sources:
@@ -116,12 +184,45 @@ def ensure_loaded(
     return reloaded
 
 
+def drop_unconfigured(store: GraphStore, sources: Iterable[OntologySource]) -> list[str]:
+    """Drop ontology graphs (and their hash markers) that none of ``sources`` names.
+
+    Switching the Brick version reloads ``brick`` in place; switching an extension off, or
+    removing a file from ``TWINGRAPH_ONTOLOGY_PATHS``, would otherwise leave its graph behind,
+    still seen by queries and by the class hierarchy.
+    """
+    wanted = {src.graph for src in sources}
+    present = {g for g in store.graph_names() if g.startswith(ONTOLOGY_GRAPH_PREFIX)}
+    stale = sorted((present | set(loaded_hashes(store))) - wanted)
+    if stale:
+        store.update(
+            " ;\n".join(
+                f"DROP SILENT GRAPH <{g}> ;\n"
+                f"DELETE WHERE {{ GRAPH <{SYSTEM_GRAPH}> {{ <{g}> <{SOURCE_HASH}> ?h }} }}"
+                for g in stale
+            )
+        )
+    return [g.removeprefix(ONTOLOGY_GRAPH_PREFIX) for g in stale]
+
+
 def drop_staging(store: GraphStore) -> list[str]:
     """Remove staging graphs a crash may have left behind."""
     stale = [g for g in store.graph_names() if g.startswith(STAGING_GRAPH_PREFIX)]
     if stale:
         store.update(" ;\n".join(f"DROP SILENT GRAPH <{g}>" for g in stale))
     return stale
+
+
+def brick_release(store: GraphStore) -> str | None:
+    """The full version (``owl:versionInfo``, e.g. ``1.4.4``) of the Brick graph loaded."""
+    res = store.query(
+        f"SELECT ?v WHERE {{ GRAPH <{ontology_graph('brick')}> {{ ?o a <{OWL}Ontology> ;"
+        f' <{OWL}versionInfo> ?v FILTER(STRSTARTS(STR(?o), "https://brickschema.org/schema/")) }}'
+        "} ORDER BY ?v LIMIT 1",
+        union_default=False,
+    )
+    rows = list(res)  # type: ignore[arg-type]
+    return str(rows[0]["v"].value) if rows else None
 
 
 def loaded_hashes(store: GraphStore) -> dict[str, str]:

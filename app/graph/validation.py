@@ -72,6 +72,9 @@ class ShaclValidator:
         self._index = index
         self._prepared = prepared
         self._infer = infer
+        #: The ontology and shapes files the shapes were prepared from (set by from_files):
+        #: whoever reuses a prepared validator can check it fits their ontology set.
+        self.files: tuple[Path, ...] = ()
         rules = "with Brick rules" if infer else "no rules"
         self.engine_name = f"shifty {shifty.__version__} (prepared shapes, union mode, {rules})"
 
@@ -95,7 +98,9 @@ class ShaclValidator:
             prepared = shifty.PreparedValidator(index.shapes_turtle())
         except (ValueError, RuntimeError, OSError, SyntaxError) as exc:
             raise ShapesLoadError(f"the SHACL engine rejected the shapes: {exc}") from exc
-        return cls(index, prepared, infer=infer)
+        validator = cls(index, prepared, infer=infer)
+        validator.files = tuple(Path(p) for p in [*ontology_files, *extra_shapes])
+        return validator
 
     # -- ontology look-ups -------------------------------------------------------------------
 

@@ -83,14 +83,21 @@ class TokenStore:
             )
         return token
 
+    def cached(self, token: str) -> tuple[bool, Principal | None]:
+        """``(True, verify(token))`` when the answer is cached (no I/O), else ``(False, None)``."""
+        hit = self._cache.get(token)
+        if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+            return True, hit[1]
+        return False, None
+
     def verify(self, token: str) -> Principal | None:
         """The token's principal, or None. Answers are cached for a few seconds so that a
         busy API does not open SQLite on every request; revocation takes effect within
         ``CACHE_SECONDS``."""
+        known, principal = self.cached(token)
+        if known:
+            return principal
         now = time.monotonic()
-        hit = self._cache.get(token)
-        if hit is not None and now - hit[0] < CACHE_SECONDS:
-            return hit[1]
         principal = self._verify(token)
         if len(self._cache) > 10_000:
             self._cache.clear()
@@ -108,6 +115,25 @@ class TokenStore:
         if row is None or row[3] or not hmac.compare_digest(row[0], _digest(token)):
             return None
         return Principal(token_id=parts[1], scope=Scope.parse(row[1]), label=row[2])
+
+    def still_valid(self, principal: Principal) -> bool:
+        """Whether ``principal``'s token has not been revoked since it was verified (the
+        anonymous reader always is); cached like ``verify``, so a long-lived stream that
+        asks every few seconds notices a revocation within ``CACHE_SECONDS``."""
+        if principal is ANONYMOUS_READER:
+            return True
+        key = "\0id:" + principal.token_id
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            return hit[1] is not None
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT revoked FROM tokens WHERE id = ?", (principal.token_id,)
+            ).fetchone()
+        valid = row is not None and not row[0]
+        self._cache[key] = (now, principal if valid else None)
+        return valid
 
     def revoke(self, token_id: str) -> bool:
         with self._connect() as db:

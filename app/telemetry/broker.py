@@ -8,6 +8,8 @@ Layout under ``root``::
     root/mosquitto.db     the persistence file: sessions, subscriptions, queued QoS 1/2 messages
     root/mosquitto.log
     root/mosquitto.out    the broker's stdout/stderr (errors from before the log is open)
+    root/passwd, root/acl with ``auth=True``: who may connect and what each user may read
+                          and write (written by the caller through ``write_auth``)
 
 The broker runs detached (its own session, not our child), so it outlives its starter,
 as a broker would in production; ``start()`` reuses it when it is still running.
@@ -24,6 +26,14 @@ it then opens the log and writes the persistence and pid files as that user. ``r
 handed to that user when it can reach it; when it cannot (a parent directory it may not
 traverse, such as pytest's 0700 ``/tmp/pytest-of-root``, or no such user) the broker is
 told to stay root (``user root``), which ``user`` reports.
+
+With ``auth=True`` anonymous clients are refused and mosquitto reads ``root/passwd`` and
+``root/acl`` (deny-all until ``write_auth`` fills them); ``write_auth`` replaces them and
+sends SIGHUP, on which mosquitto re-reads both, as its OS user (they are handed to it).
+Connected clients keep their connection; new connections see the new files. Without
+``auth`` (tests and benchmarks of plain MQTT ingest) anyone reaching 127.0.0.1 may connect.
+A running broker whose configuration differs from the one ``start()`` would write (auth
+switched on, say) is restarted rather than reused.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from app.errors import UnavailableError
 from app.telemetry.ports import accepts_connections, choose_port
@@ -52,6 +63,20 @@ INSTALL_HINT = (
     "install it (Debian/Ubuntu: `apt-get install mosquitto`; Fedora: `dnf install "
     "mosquitto`; macOS: `brew install mosquitto`) or point TwinGraph at an existing broker"
 )
+
+
+def credentialed_url(url: str, username: str, password: str) -> str:
+    """``url`` with user info (percent-encoded) for clients that must log in."""
+    parts = urlsplit(public_url(url))
+    userinfo = f"{quote(username, safe='')}:{quote(password, safe='')}@"
+    return urlunsplit((parts.scheme, userinfo + parts.netloc, parts.path, "", ""))
+
+
+def public_url(url: str) -> str:
+    """``url`` without user info: what logs, banners and documents may show."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def find_mosquitto(search_path: str | None = None) -> Path:
@@ -71,10 +96,18 @@ class LocalMosquitto:
     """Owns one mosquitto daemon under ``root``, listening on 127.0.0.1 only."""
 
     def __init__(
-        self, root: Path, *, port: int | None = None, search_path: str | None = None
+        self,
+        root: Path,
+        *,
+        port: int | None = None,
+        search_path: str | None = None,
+        auth: bool = False,
     ) -> None:
         self.root = root.resolve()
+        self.auth = auth
         self.config = self.root / "mosquitto.conf"
+        self.password_file = self.root / "passwd"
+        self.acl_file = self.root / "acl"
         self.log_file = self.root / "mosquitto.log"
         self._port_file = self.root / "port"
         self._pid_file = self.root / "mosquitto.pid"
@@ -83,6 +116,8 @@ class LocalMosquitto:
         self._search_path = search_path
         #: The OS user the broker runs as (decided by ``start()``).
         self.user: str | None = None
+        #: Whether the last ``start()`` launched the broker (rather than reusing one).
+        self.launched = False
 
     # -- public API -------------------------------------------------------------------------
 
@@ -110,15 +145,25 @@ class LocalMosquitto:
 
         Returns once the port accepts connections.
         """
+        self.launched = False
         if self._pid() is not None:
-            self.user = self._configured_user()
-            self._wait_ready(self.port, None)
-            return self.url
+            user = self._configured_user()
+            current = self.config.read_text() if self.config.exists() else ""
+            if user is not None and current == self._config_text(self.port, user):
+                self.user = user
+                self._wait_ready(self.port, None)
+                return self.url
+            log.info("restarting mosquitto in %s: its configuration changed", self.root)
+            self.stop()
         exe = find_mosquitto(self._search_path)
         self.root.mkdir(parents=True, exist_ok=True)
         port = self._choose_port()
+        if self.auth:
+            for path in (self.password_file, self.acl_file):
+                if not path.exists():
+                    _write_private(path, "", None)
         self.user = self._hand_over()
-        self._write_config(port, self.user)
+        self.config.write_text(self._config_text(port, self.user))
         self._pid_file.unlink(missing_ok=True)
         # Through a shell that backgrounds it and exits, so the broker is nobody's child here
         # and outlives us (a daemon, reaped by init); in its own session, so a Ctrl-C aimed
@@ -143,7 +188,25 @@ class LocalMosquitto:
         if launcher.returncode != 0 or not launcher.stdout.strip().isdigit():
             raise self._failure(f"could not launch {exe}: {launcher.stderr.strip()[-2000:]}")
         self._wait_ready(port, int(launcher.stdout))
+        self.launched = True
         return self.url
+
+    def write_auth(self, passwords: str, acl: str) -> bool:
+        """Replace ``passwd`` and ``acl`` (see ``write_auth_files``); a running broker
+        re-reads them. False when both were already so."""
+        changed = write_auth_files(
+            self.root, passwords, acl, owner=self.user or self._configured_user()
+        )
+        if changed:
+            self.reload()
+        return changed
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto re-reads its configuration, password and ACL files."""
+        pid = self._pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
 
     def stop(self) -> None:
         """SIGTERM (mosquitto saves its persistence file), then wait for the exit."""
@@ -190,16 +253,22 @@ class LocalMosquitto:
                 self.root,
             )
             return "root"
-        for path in (self.root, self.log_file, self._pid_file, self.root / "mosquitto.db"):
+        owned = (self.log_file, self._pid_file, self.root / "mosquitto.db")
+        for path in (self.root, *owned, self.password_file, self.acl_file):
             with contextlib.suppress(FileNotFoundError):
                 os.chown(path, user.pw_uid, user.pw_gid)
         return BROKER_OS_USER
 
-    def _write_config(self, port: int, user: str) -> None:
-        self.config.write_text(
-            f"# Written by TwinGraph's LocalMosquitto on every start: edits are lost.\n"
-            f"listener {port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+    def _config_text(self, port: int, user: str) -> str:
+        if self.auth:
+            access = (
+                "allow_anonymous false\n"
+                f"password_file {self.password_file}\n"
+                f"acl_file {self.acl_file}\n"
+            )
+        else:
+            access = "allow_anonymous true\n"
+        rest = (
             "persistence true\n"
             f"persistence_location {self.root}/\n"
             "max_queued_messages 0\n"
@@ -209,6 +278,8 @@ class LocalMosquitto:
             f"pid_file {self._pid_file}\n"
             f"user {user}\n"
         )
+        header = "# Written by TwinGraph's LocalMosquitto on every start: edits are lost.\n"
+        return f"{header}listener {port} 127.0.0.1\n{access}{rest}"
 
     def _configured_user(self) -> str | None:
         with contextlib.suppress(OSError):
@@ -281,3 +352,34 @@ class LocalMosquitto:
         except (OSError, IndexError):
             return True
         return state not in ("Z", "X")
+
+
+def write_auth_files(directory: Path, passwords: str, acl: str, *, owner: str | None) -> bool:
+    """Write ``directory/passwd`` and ``directory/acl`` where they differ, each through a
+    rename (a broker reloading meanwhile reads the old file or the new, never half of one),
+    mode 0600; as root, owned by ``owner`` (the broker's OS user re-reads them on SIGHUP).
+    False when both were already so."""
+    directory.mkdir(parents=True, exist_ok=True)
+    changed = False
+    for path, text in ((directory / "passwd", passwords), (directory / "acl", acl)):
+        with contextlib.suppress(OSError):
+            if path.read_text() == text:
+                continue
+        _write_private(path, text, owner)
+        changed = True
+    return changed
+
+
+def _write_private(path: Path, text: str, owner: str | None) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        if owner is not None and os.geteuid() == 0 and owner != "root":
+            with contextlib.suppress(KeyError, OSError):
+                account = pwd.getpwnam(owner)
+                os.chown(tmp, account.pw_uid, account.pw_gid)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -228,6 +228,42 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        8,
+        "event filter indexes",
+        """
+        -- Event filters run in SQL (app.events.bus.select_events). Each index ends in id,
+        -- so one graph's, site's or type's events (or the refused ones) read in log order
+        -- and a page stops at its limit; twins use events_twin (migration 2). The classes
+        -- index serves ``classes && ...``; without fastupdate an insert pays its share at
+        -- once instead of an occasional pending-list merge under the publish lock.
+        CREATE INDEX events_graph ON events (graph, id) WHERE graph IS NOT NULL;
+        CREATE INDEX events_site ON events (site, id) WHERE site IS NOT NULL;
+        CREATE INDEX events_type ON events (type text_pattern_ops, id);
+        CREATE INDEX events_refused ON events (id) WHERE NOT ok;
+        CREATE INDEX events_classes ON events USING gin (classes) WITH (fastupdate = off);
+        """,
+    ),
+    Migration(
+        9,
+        "broker users",
+        """
+        -- MQTT broker logins (app.twins.broker_auth). A device's is its twin id and device
+        -- secret: the Mosquitto hash is computed when the secret is issued, since only its
+        -- SHA-256 is kept. Gateways publish readings under a name and password of their own.
+        CREATE TABLE twin_broker_users (
+            twin text PRIMARY KEY REFERENCES twins (id) ON DELETE CASCADE,
+            hash text NOT NULL,
+            updated timestamptz NOT NULL DEFAULT clock_timestamp()
+        );
+        CREATE TABLE broker_users (
+            name text PRIMARY KEY,
+            role text NOT NULL CHECK (role IN ('gateway')),
+            hash text NOT NULL,
+            created timestamptz NOT NULL DEFAULT clock_timestamp()
+        );
+        """,
+    ),
 )
 
 

@@ -28,7 +28,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, LiteralString, overload
+from typing import Any, Literal, LiteralString, Protocol, overload
 from uuid import UUID
 
 import psycopg
@@ -136,7 +136,22 @@ class WriteResult:
 Row = tuple[UUID, datetime, float | None, str | None, int]
 
 
-def encode_rows(readings: Sequence[Reading]) -> tuple[list[Row], dict[UUID, Row]]:
+class ReadingLike(Protocol):
+    """A Reading, or anything holding the same three attributes (a decoded request)."""
+
+    @property
+    def point(self) -> UUID: ...
+    @property
+    def time(self) -> datetime: ...
+    @property
+    def value(self) -> Value: ...
+
+
+#: COPY rows and each point's newest row, as ``encode_rows`` makes them.
+EncodedBatch = tuple[list[Row], dict[UUID, Row]]
+
+
+def encode_rows(readings: Sequence[ReadingLike]) -> EncodedBatch:
     """COPY rows, and each point's newest row; one pass, floats (the bulk) inlined."""
     rows: list[Row] = []
     newest: dict[UUID, Row] = {}
@@ -156,11 +171,14 @@ def encode_rows(readings: Sequence[Reading]) -> tuple[list[Row], dict[UUID, Row]
     return rows, newest
 
 
-def _announce(
-    conn: psycopg.Connection[Any], readings: Sequence[Reading], newest: dict[UUID, Row]
-) -> None:
+def _announce(conn: psycopg.Connection[Any], rows: list[Row], newest: dict[UUID, Row]) -> None:
     """NOTIFY a committed batch (listeners hear only what is stored)."""
-    latest = (Reading(p, row[1], decode(row[2], row[3], row[4])) for p, row in newest.items())
+    latest = [Reading(p, row[1], decode(row[2], row[3], row[4])) for p, row in newest.items()]
+    readings = (
+        [Reading(r[0], r[1], decode(r[2], r[3], r[4])) for r in rows]
+        if len(rows) <= notify.FULL_BATCH_MAX
+        else latest
+    )
     # One statement per payload, pipelined: pg_notify over unnest() of the same payloads
     # measured 20x slower (server side) for 40 kB of JSON.
     with conn.cursor() as cur:
@@ -257,7 +275,14 @@ class TelemetryStore:
         if not readings:
             return WriteResult(0, 0, 0)
         with gc_paused():
-            rows, newest = encode_rows(readings)
+            encoded = encode_rows(readings)
+        return self.write_encoded(encoded)
+
+    def write_encoded(self, encoded: EncodedBatch) -> WriteResult:
+        """``write`` for a batch already made into rows (``encode_rows``)."""
+        rows, newest = encoded
+        if not rows:
+            return WriteResult(0, 0, 0)
         with translate_errors("telemetry write"), gc_paused():
             try:
                 with self._pool.connection() as conn:
@@ -280,7 +305,7 @@ class TelemetryStore:
                         # The readings are stored whatever happens to the announcement.
                         try:
                             with conn.transaction():
-                                _announce(conn, readings, newest)
+                                _announce(conn, rows, newest)
                         except psycopg.Error:
                             log.warning("could not announce %d stored readings", inserted)
             except (pg_errors.DataError, pg_errors.UntranslatableCharacter) as exc:
@@ -460,23 +485,45 @@ class TelemetryStore:
         cagg = self._cagg_for(bucket, start, end)
         if cagg is not None:
             return timescale.cagg_query(cagg, agg).encode()
-        bucket_expr: LiteralString = (
-            "time_bucket(%(bucket)s, time, origin => %(origin)s)"
-            if self._timescale
-            else "date_bin(%(bucket)s, time, %(origin)s)"
-        )
-        where: LiteralString = "point = ANY(%(points)s) AND time >= %(start)s AND time < %(end)s"
-        tail: LiteralString = " LIMIT %(limit)s"
-        if agg in ("first", "last"):
+
+        def bucket_of(t: LiteralString) -> LiteralString:
+            if self._timescale:
+                return f"time_bucket(%(bucket)s, {t}, origin => %(origin)s)"
+            return f"date_bin(%(bucket)s, {t}, %(origin)s)"
+
+        bucket_expr = bucket_of("time")
+        # LATERAL per point again: each point aggregates its own index range, so the plan
+        # does not hang on table statistics (a bulk load leaves them stale, and a
+        # table-wide scan then sorts every row of the window, spilling to disk).
+        where: LiteralString = "point = p.point AND time >= %(start)s AND time < %(end)s"
+        # A window inside one bucket (a dashboard's "last hour, hourly") needs no grouping:
+        # its bucket's start is a constant.
+        if _floor(start, bucket) == _floor(end - timedelta(microseconds=1), bucket):
+            const = bucket_of("%(start)s::timestamptz")
+            if agg in ("first", "last"):
+                desc: LiteralString = "" if agg == "first" else " DESC"
+                inner: LiteralString = (
+                    f"SELECT {const} AS b, num, txt, kind FROM readings WHERE {where} "
+                    f"ORDER BY time{desc} LIMIT 1"
+                )
+            else:
+                select, having = RAW_AGG[agg]
+                inner = f"SELECT {const} AS b, {select} FROM readings WHERE {where} HAVING {having}"
+        elif agg in ("first", "last"):
             order: LiteralString = "time" if agg == "first" else "time DESC"
-            return (
-                f"SELECT DISTINCT ON (point, b) point, {bucket_expr} AS b, num, txt, kind "
-                f"FROM readings WHERE {where} ORDER BY point, b, {order}" + tail
+            inner = (
+                f"SELECT DISTINCT ON (b) {bucket_expr} AS b, num, txt, kind "
+                f"FROM readings WHERE {where} ORDER BY b, {order}"
             )
-        select, having = RAW_AGG[agg]
+        else:
+            select, having = RAW_AGG[agg]
+            inner = (
+                f"SELECT {bucket_expr} AS b, {select} FROM readings WHERE {where} "
+                f"GROUP BY b HAVING {having}"
+            )
         return (
-            f"SELECT point, {bucket_expr} AS b, {select} FROM readings WHERE {where} "
-            f"GROUP BY point, b HAVING {having} ORDER BY point, b" + tail
+            "SELECT p.point, r.* FROM unnest(%(points)s::uuid[]) AS p(point) "
+            f"CROSS JOIN LATERAL ({inner}) r ORDER BY p.point, r.b LIMIT %(limit)s"
         )
 
     def _cagg_for(self, bucket: timedelta, start: datetime, end: datetime) -> timescale.Cagg | None:

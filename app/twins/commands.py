@@ -14,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
 from app.errors import AppError, ConflictError, InvalidInputError, NotFoundError
+from app.events.model import Event
 from app.telemetry.db import translate_errors
 from app.twins.model import COMMAND_NAME, UNACKNOWLEDGED, Command, CommandState
 from app.twins.schemas import check_value
@@ -62,9 +64,20 @@ class CommandService:
         self._twins = twins
         self._pool = twins.pool
 
-    def _event(self, ref: TwinRef, cmd: Command, *, ok: bool = True, **extra: Any) -> None:
+    @staticmethod
+    def _event(ref: TwinRef, cmd: Command, *, ok: bool = True, **extra: Any) -> Event:
+        """The event of ``cmd``'s state (published with the transaction that set it)."""
         data = {"command": cmd.id, "name": cmd.name, "state": cmd.state.value, **extra}
-        self._twins.emit(ref, f"command.{cmd.state.value}", data, ok=ok, author=cmd.author)
+        return ref.event(f"command.{cmd.state.value}", data, ok=ok, author=cmd.author)
+
+    def _skipped_delivery(self, ref: TwinRef, before: Command, after: Command) -> Event | None:
+        """``command.delivered`` for a command the device answers while it is still queued:
+        the sender marks a batch delivered after sending it, and a quick device can answer
+        first. It was delivered all the same, and every answered command announces it once
+        (``mark_delivered_many`` skips what is no longer queued)."""
+        if before.state is not CommandState.QUEUED:
+            return None
+        return self._event(ref, replace(after, state=CommandState.DELIVERED))
 
     # -- queueing ----------------------------------------------------------------------------
 
@@ -169,7 +182,8 @@ class CommandService:
                 )
         request_hash = hashlib.sha256(json.dumps([name, input, ttl], sort_keys=True).encode())
         digest = request_hash.hexdigest()
-        with translate_errors("command queue"), self._pool.connection() as conn:
+        with self._twins.changing("command queue") as box:
+            conn = box.conn
             rows = conn.execute(
                 f"INSERT INTO twin_commands (twin, name, input, idempotency_key, request_hash, "
                 f"author, job, expires) SELECT t, %s, %s, %s, %s, %s, %s, clock_timestamp() + %s "
@@ -197,6 +211,9 @@ class CommandService:
                 if missing
                 else []
             )
+            for cmd in sorted(created.values(), key=lambda c: c.id):
+                expires = cmd.expires.isoformat()
+                box.add(self._event(refs[cmd.twin], cmd, input=input, expires=expires))
         for row in existing:
             cmd = _command(row[:-1])
             if row[-1] == digest:
@@ -210,7 +227,6 @@ class CommandService:
                 )
         for cmd in sorted(created.values(), key=lambda c: c.id):
             out[cmd.twin] = (cmd, True)
-            self._event(refs[cmd.twin], cmd, input=input, expires=cmd.expires.isoformat())
         return out
 
     def _actions(self, twin_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -294,17 +310,17 @@ class CommandService:
         """Queued commands (of any twins) are now delivered; announces each."""
         if not ids:
             return []
-        with translate_errors("command delivery"), self._pool.connection() as conn:
-            rows = conn.execute(
+        with self._twins.changing("command delivery") as box:
+            rows = box.conn.execute(
                 f"UPDATE twin_commands SET state = 'delivered', delivered = clock_timestamp() "
                 f"WHERE id = ANY(%s) AND state = 'queued' RETURNING {_COLUMNS}",
                 (list(ids),),
             ).fetchall()
-        done = sorted((_command(r) for r in rows), key=lambda c: c.id)
-        refs = self._twins.store.refs(sorted({c.twin for c in done}))
-        for cmd in done:
-            if cmd.twin in refs:
-                self._event(refs[cmd.twin], cmd)
+            done = sorted((_command(r) for r in rows), key=lambda c: c.id)
+            refs = self._twins.store.refs(sorted({c.twin for c in done}), box.conn)
+            for cmd in done:
+                if cmd.twin in refs:
+                    box.add(self._event(refs[cmd.twin], cmd))
         return done
 
     def _locked(self, conn: Conn, twin_id: str, command_id: int) -> Command:
@@ -332,15 +348,13 @@ class CommandService:
         ref = self._twins.resolve(twin_id)
         with (
             self._twins.failing_as(ref, "command.acknowledged"),
-            translate_errors("command ack"),
-            self._pool.connection() as conn,
-            conn.transaction(),
+            self._twins.changing("command ack") as box,
         ):
-            cmd = self._locked(conn, ref.id, command_id)
+            cmd = self._locked(box.conn, ref.id, command_id)
             if cmd.state not in (CommandState.QUEUED, CommandState.DELIVERED):
                 return cmd  # a repeated ack (at-least-once delivery): nothing to do
             new = "acknowledged" if accepted else "failed"
-            row = conn.execute(
+            row = box.conn.execute(
                 f"UPDATE twin_commands SET state = %s, "
                 "acknowledged = clock_timestamp(), "
                 "delivered = coalesce(delivered, clock_timestamp()), "
@@ -348,9 +362,10 @@ class CommandService:
                 f"error = %s WHERE id = %s RETURNING {_COLUMNS}",
                 (new, accepted, error, command_id),
             ).fetchone()
-        assert row is not None
-        done = _command(row)
-        self._event(ref, done, ok=accepted, error=error)
+            assert row is not None
+            done = _command(row)
+            box.add(self._skipped_delivery(ref, cmd, done))
+            box.add(self._event(ref, done, ok=accepted, error=error))
         return done
 
     def complete(
@@ -366,12 +381,8 @@ class CommandService:
         ref = self._twins.resolve(twin_id)
         with self._twins.failing_as(ref, "command.succeeded" if ok else "command.failed"):
             check_value(f"the result of command {command_id}", output, None)
-            with (
-                translate_errors("command result"),
-                self._pool.connection() as conn,
-                conn.transaction(),
-            ):
-                cmd = self._locked(conn, ref.id, command_id)
+            with self._twins.changing("command result") as box:
+                cmd = self._locked(box.conn, ref.id, command_id)
                 if cmd.state.final:
                     if (cmd.state is CommandState.SUCCEEDED) == ok:
                         return cmd  # the same result again
@@ -379,29 +390,31 @@ class CommandService:
                         f"Command {command_id} already {cmd.state.value}",
                         code="command_finished",
                     )
-                row = conn.execute(
+                row = box.conn.execute(
                     "UPDATE twin_commands SET state = %s, finished = clock_timestamp(), "
                     "delivered = coalesce(delivered, clock_timestamp()), "
                     "acknowledged = coalesce(acknowledged, clock_timestamp()), "
                     f"result = %s, error = %s WHERE id = %s RETURNING {_COLUMNS}",
                     ("succeeded" if ok else "failed", Jsonb(output), error, command_id),
                 ).fetchone()
-        assert row is not None
-        done = _command(row)
-        self._event(ref, done, ok=ok, result=output, error=error)
+                assert row is not None
+                done = _command(row)
+                box.add(self._skipped_delivery(ref, cmd, done))
+                box.add(self._event(ref, done, ok=ok, result=output, error=error))
         return done
 
     def expire_due(self) -> list[Command]:
         """Expire unacknowledged commands past their time-to-live."""
-        with translate_errors("command expiry"), self._pool.connection() as conn:
-            rows = conn.execute(
+        with self._twins.changing("command expiry") as box:
+            rows = box.conn.execute(
                 "UPDATE twin_commands SET state = 'expired', finished = clock_timestamp() "
                 "WHERE state IN ('queued', 'delivered') AND expires <= clock_timestamp() "
                 f"RETURNING {_COLUMNS}"
             ).fetchall()
-        done = sorted((_command(r) for r in rows), key=lambda c: c.id)
-        refs = self._twins.store.refs(sorted({c.twin for c in done}))
-        for cmd in done:
-            if cmd.twin in refs:
-                self._event(refs[cmd.twin], cmd, ok=False, expires=cmd.expires.isoformat())
+            done = sorted((_command(r) for r in rows), key=lambda c: c.id)
+            refs = self._twins.store.refs(sorted({c.twin for c in done}), box.conn)
+            for cmd in done:
+                if cmd.twin in refs:
+                    expires = cmd.expires.isoformat()
+                    box.add(self._event(refs[cmd.twin], cmd, ok=False, expires=expires))
         return done

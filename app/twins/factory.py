@@ -43,8 +43,9 @@ def open_twins(
 
 
 def start_runtime(twins: TwinService, bus: EventBus, settings: Settings) -> TwinRuntime | None:
-    """Start delivery, the sweeper and (with ``mqtt_url``) the MQTT device channel, unless
-    another app sharing this platform already did; None then."""
+    """Contend for twin leadership; the leader runs delivery, the sweeper, the reading
+    sync and (with ``mqtt_url``) the MQTT device channel. None when another app sharing
+    this platform already started the runtime."""
     if twins.runtime is not None:
         return None
     runtime = TwinRuntime(
@@ -55,6 +56,7 @@ def start_runtime(twins: TwinService, bus: EventBus, settings: Settings) -> Twin
             client_id=settings.twins_mqtt_client_id,
             sweep_interval_s=settings.twins_sweep_interval_s,
             clock_skew_s=settings.twins_clock_skew_s,
+            leader_retry_s=settings.twins_leader_retry_s,
         ),
     )
     runtime.start()

@@ -1,12 +1,14 @@
 """The twin service: twins of graph entities, desired and reported state, device status.
 
 Every public method is keyword-friendly and typed so that each API surface (REST, the
-device channel, GraphQL) calls the same code. Each operation commits in PostgreSQL first,
-then publishes its event (``desired.set``, ``reported``, ``synced``, ``device.online``,
-...) carrying the twin's IRI, graph, site and classes; an operation refused for bad input
-publishes the same event type with ``ok=False`` and raises. Delivery to devices is not
-done here: the runtime reacts to the events (``app.twins.runtime``), so a desired value
-set in any process reaches a device connected to the server process.
+device channel, GraphQL) calls the same code. Each operation commits its change and the
+events describing it (``desired.set``, ``reported``, ``synced``, ``device.online``, ...)
+in one PostgreSQL transaction (``changing``: the bus's outbox), so an event is published
+exactly when its change commits; events carry the twin's IRI, graph, site and classes.
+An operation refused for bad input changes nothing: it publishes the same event type with
+``ok=False`` on its own (``emit``) and raises. Delivery to devices is not done here: the
+runtime reacts to the events (``app.twins.runtime``), so a desired value set in any
+process reaches a device connected to the server process.
 
 ``commands``, ``jobs`` and ``history`` hang off the service as their own components.
 """
@@ -28,7 +30,7 @@ from psycopg_pool import ConnectionPool
 
 from app.domain.telemetry import Reading
 from app.errors import AppError, ConflictError, InvalidInputError, NotFoundError
-from app.events.bus import EventBus
+from app.events.bus import EventBus, Outbox
 from app.events.model import Event
 from app.events.selectors import expand_curie
 from app.graph.entities import expand_iri
@@ -37,6 +39,7 @@ from app.points import PointDirectory, timeseries_uuid
 from app.telemetry.db import translate_errors
 from app.telemetry.readings import TelemetryStore
 from app.twins import credentials
+from app.twins.broker_auth import remember_secret
 from app.twins.entities import EntityInfo, TwinEntities
 from app.twins.history import TwinHistory
 from app.twins.model import (
@@ -131,7 +134,7 @@ class TwinService:
         self.jobs = JobService(self)
         #: The background services of this process, when started (``app.twins.runtime``).
         self.runtime: Any = None
-        #: Called with each event this process emits, right after it is published.
+        #: Called with each event this process emits, right after it is committed.
         self.listeners: list[Callable[[Event], None]] = []
         self._point_twins: dict[UUID, str] | None = None
         self._point_twins_at = 0.0
@@ -148,14 +151,32 @@ class TwinService:
         ok: bool = True,
         author: str | None = None,
     ) -> None:
-        """Publish after a committed change (or a refusal); failures are logged. Local
-        listeners hear it at once (the bus reaches other processes a moment later)."""
+        """Publish an event with no state change to commit with it (a refusal) on its
+        own; failures are logged. Local listeners hear it at once."""
         stored = self.bus.publish_safely(ref.event(type_, data, ok=ok, author=author))
-        for listener in list(self.listeners):
-            try:
-                listener(stored or ref.event(type_, data, ok=ok, author=author))
-            except Exception:
-                log.exception("twin event listener failed on %s", type_)
+        self._heard([stored or ref.event(type_, data, ok=ok, author=author)])
+
+    @contextmanager
+    def changing(self, what: str) -> Iterator[Outbox]:
+        """One transaction (``box.conn``) for a change and the events describing it
+        (``box.add``): both commit, or neither does. Local listeners hear the events after
+        the commit (the bus reaches other processes a moment later); database errors
+        become ``AppError``s named after ``what``."""
+        with (
+            translate_errors(what),
+            self.pool.connection() as conn,
+            self.bus.outbox(conn) as box,
+        ):
+            yield box
+        self._heard(box.published)
+
+    def _heard(self, events: Sequence[Event]) -> None:
+        for event in events:
+            for listener in list(self.listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("twin event listener failed on %s", event.type)
 
     @contextmanager
     def failing_as(self, ref: TwinRef, type_: str, *, author: str | None = None) -> Iterator[None]:
@@ -265,12 +286,12 @@ class TwinService:
         checked_schemas = self._check_schemas(schemas or {})
         checked_actions = check_actions(actions or {})
         secret = credentials.new_secret()
-        with translate_errors("twin create"), self.pool.connection() as conn:
-            candidates = [check_twin_id(twin_id)] if twin_id else self._id_candidates(info)
+        candidates = [check_twin_id(twin_id)] if twin_id else self._id_candidates(info)
+        with self.changing("twin create") as box:
             for i, candidate in enumerate(candidates):
                 try:
                     self.store.insert(
-                        conn,
+                        box.conn,
                         twin_id=candidate,
                         iri=iri,
                         kind=info.kind,
@@ -290,14 +311,18 @@ class TwinService:
                 except ConflictError as exc:
                     if exc.code != "twin_id_taken" or twin_id or i == len(candidates) - 1:
                         raise
-            conn.commit()
+            remember_secret(box.conn, candidate, secret)  # the device's broker login
+            ref = self.store.ref(candidate, box.conn)
+            assert ref is not None
+            box.add(
+                ref.event(
+                    "twin.registered",
+                    {"via": "td" if td else "api", "kind": ref.kind},
+                    author=author,
+                )
+            )
         self._point_twins = None
-        ref = self.store.ref(candidate)
-        assert ref is not None
         self.history.maybe_snapshot(ref.id, force=True)
-        self.emit(
-            ref, "twin.registered", {"via": "td" if td else "api", "kind": ref.kind}, author=author
-        )
         return self.get(ref.id), secret
 
     def _id_candidates(self, info: EntityInfo) -> list[str]:
@@ -348,29 +373,34 @@ class TwinService:
                 raise InvalidInputError(
                     "Nothing to change: give labels, site, schemas or actions", code="no_change"
                 )
-        with translate_errors("twin update"), self.pool.connection() as conn:
-            conn.execute(
+        with self.changing("twin update") as box:
+            box.conn.execute(
                 f"UPDATE twins SET {', '.join(sets)} WHERE id = %s",  # noqa: S608
                 [*params, ref.id],
             )
-        ref = self.resolve(ref.id)  # the site may have changed
-        self.emit(ref, "twin.updated", data, author=author)
+            updated = self.store.ref(ref.id, box.conn)  # the site may have changed
+            if updated is None:
+                raise NotFoundError(f"Twin {ref.id!r} was deleted", code="twin_not_found")
+            box.add(updated.event("twin.updated", data, author=author))
         self._changed(ref.id)
         return self.get(ref.id)
 
     def delete(self, key: str, *, author: str | None = None) -> None:
         ref = self.resolve(key)
-        with translate_errors("twin delete"), self.pool.connection() as conn:
-            conn.execute("DELETE FROM twins WHERE id = %s", (ref.id,))
+        with self.changing("twin delete") as box:
+            if box.conn.execute("DELETE FROM twins WHERE id = %s", (ref.id,)).rowcount == 0:
+                raise NotFoundError(f"Twin {ref.id!r} was deleted", code="twin_not_found")
+            box.add(ref.event("twin.deleted", {}, author=author))
         self._point_twins = None
-        self.emit(ref, "twin.deleted", {}, author=author)
 
     def rotate_secret(self, key: str, *, author: str | None = None) -> str:
         """A new device secret (the old one stops working at once)."""
         ref = self.resolve(key)
         secret = credentials.new_secret()
-        self.store.set_secret(ref.id, credentials.digest(secret))
-        self.emit(ref, "twin.updated", {"credential": "rotated"}, author=author)
+        with self.changing("twin update") as box:
+            self.store.set_secret(ref.id, credentials.digest(secret), box.conn)
+            remember_secret(box.conn, ref.id, secret)  # the device's broker login
+            box.add(ref.event("twin.updated", {"credential": "rotated"}, author=author))
         return secret
 
     def authenticate_device(self, secret: str) -> str | None:
@@ -448,11 +478,8 @@ class TwinService:
                 raise InvalidInputError("No properties given", code="no_properties")
             for name in props:
                 check_property_name(name)
-            with (
-                translate_errors("desired write"),
-                self.pool.connection() as conn,
-                conn.transaction(),
-            ):
+            with self.changing("desired write") as box:
+                conn = box.conn
                 row = conn.execute(
                     "SELECT desired_version, schemas FROM twins WHERE id = %s FOR UPDATE",
                     (ref.id,),
@@ -490,14 +517,15 @@ class TwinService:
                 )
                 newly = self._mark_synced(conn, ref.id)
                 state = self.store.state(ref.id, conn)
-        assert state is not None
-        self.emit(
-            ref,
-            "desired.set",
-            {"version": version, "props": dict(props), "time": now.isoformat()},
-            author=author,
-        )
-        self._emit_synced(ref, state, newly)
+                assert state is not None
+                box.add(
+                    ref.event(
+                        "desired.set",
+                        {"version": version, "props": dict(props), "time": now.isoformat()},
+                        author=author,
+                    )
+                )
+                box.add(self._synced_event(ref, state, newly))
         self._changed(ref.id)
         return state
 
@@ -534,16 +562,16 @@ class TwinService:
         if not versions:
             return
         ids, numbers = list(versions), [versions[t] for t in versions]
-        with translate_errors("desired delivery"), self.pool.connection() as conn:
-            rows = conn.execute(
+        with self.changing("desired delivery") as box:
+            rows = box.conn.execute(
                 "UPDATE twins t SET delivered_version = v.version FROM "
                 "unnest(%s::text[], %s::bigint[]) AS v(id, version) "
                 "WHERE t.id = v.id AND t.delivered_version < v.version RETURNING t.id",
                 (ids, numbers),
             ).fetchall()
-        refs = self.store.refs([r[0] for r in rows])
-        for twin_id, ref in sorted(refs.items()):
-            self.emit(ref, "desired.delivered", {"version": versions[twin_id]})
+            refs = self.store.refs([r[0] for r in rows], box.conn)
+            for twin_id, ref in sorted(refs.items()):
+                box.add(ref.event("desired.delivered", {"version": versions[twin_id]}))
 
     def acknowledge_desired(
         self, twin_id: str, version: int, *, error: str | None = None
@@ -555,8 +583,8 @@ class TwinService:
                 raise InvalidInputError(
                     "desired version must be a positive integer", code="bad_version"
                 )
-            with translate_errors("desired ack"), self.pool.connection() as conn:
-                row = conn.execute(
+            with self.changing("desired ack") as box:
+                row = box.conn.execute(
                     "UPDATE twins SET acked_version = %s, ack_error = %s, "
                     "delivered_version = GREATEST(delivered_version, %s) "
                     "WHERE id = %s AND desired_version >= %s RETURNING id",
@@ -567,7 +595,8 @@ class TwinService:
                         f"Twin {ref.id!r} has no desired version {version}",
                         code="unknown_desired_version",
                     )
-        self.emit(ref, "desired.acknowledged", {"version": version, "error": error}, ok=not error)
+                data = {"version": version, "error": error}
+                box.add(ref.event("desired.acknowledged", data, ok=not error))
         self._changed(ref.id)
         return self.get(ref.id)
 
@@ -592,11 +621,8 @@ class TwinService:
                 raise InvalidInputError("No properties reported", code="no_properties")
             for name in props:
                 check_property_name(name)
-            with (
-                translate_errors("reported write"),
-                self.pool.connection() as conn,
-                conn.transaction(),
-            ):
+            with self.changing("reported write") as box:
+                conn = box.conn
                 row = conn.execute(
                     "SELECT reported_version, schemas, clock_timestamp() FROM twins "
                     "WHERE id = %s FOR UPDATE",
@@ -638,13 +664,15 @@ class TwinService:
                     )
                 newly = self._mark_synced(conn, ref.id)
                 state = self.store.state(ref.id, conn)
-        assert state is not None
-        self.emit(
-            ref,
-            "reported",
-            {"version": version, "props": dict(props), "time": stamp.isoformat(), "source": source},
-        )
-        self._emit_synced(ref, state, newly)
+                assert state is not None
+                data = {
+                    "version": version,
+                    "props": dict(props),
+                    "time": stamp.isoformat(),
+                    "source": source,
+                }
+                box.add(ref.event("reported", data))
+                box.add(self._synced_event(ref, state, newly))
         self._changed(ref.id)
         return state
 
@@ -676,17 +704,14 @@ class TwinService:
             )
         return newly
 
-    def _emit_synced(self, ref: TwinRef, state: TwinState, newly: list[str]) -> None:
-        if newly:
-            self.emit(
-                ref,
-                "synced",
-                {
-                    "props": newly,
-                    "version": state.desired_version,
-                    "twinSynced": state.synced,
-                },
-            )
+    @staticmethod
+    def _synced_event(ref: TwinRef, state: TwinState, newly: list[str]) -> Event | None:
+        if not newly:
+            return None
+        return ref.event(
+            "synced",
+            {"props": newly, "version": state.desired_version, "twinSynced": state.synced},
+        )
 
     # -- device status -----------------------------------------------------------------------
 
@@ -699,46 +724,46 @@ class TwinService:
         if status not in ("online", "offline"):
             raise InvalidInputError("status must be 'online' or 'offline'", code="bad_heartbeat")
         online = status == "online"
-        with translate_errors("heartbeat"), self.pool.connection() as conn:
-            row = conn.execute(
+        with self.changing("heartbeat") as box:
+            row = box.conn.execute(
                 "UPDATE twins t SET online = %s, transport = %s, "
                 "last_heartbeat = CASE WHEN %s THEN clock_timestamp() ELSE t.last_heartbeat END "
                 "FROM (SELECT id, online FROM twins WHERE id = %s FOR UPDATE) old "
                 "WHERE t.id = old.id RETURNING old.online, t.last_heartbeat",
                 (online, transport, online, twin_id),
             ).fetchone()
-        if row is None:
-            raise NotFoundError(f"No twin {twin_id!r}", code="twin_not_found")
-        was_online, beat = row
-        if online and (not was_online or boot):
-            ref = self.store.ref(twin_id)
-            assert ref is not None
-            data = {"transport": transport, "boot": boot, "time": beat.isoformat()}
-            self.emit(ref, "device.online", data)
-            self._changed(twin_id)
-        elif not online and was_online:
-            ref = self.store.ref(twin_id)
-            assert ref is not None
-            self.emit(ref, "device.offline", {"transport": transport, "reason": "device"})
+            if row is None:
+                raise NotFoundError(f"No twin {twin_id!r}", code="twin_not_found")
+            was_online, beat = row
+            change: tuple[str, dict[str, Any]] | None = None
+            if online and (not was_online or boot):
+                data = {"transport": transport, "boot": boot, "time": beat.isoformat()}
+                change = ("device.online", data)
+            elif not online and was_online:
+                change = ("device.offline", {"transport": transport, "reason": "device"})
+            if change is not None:
+                ref = self.store.ref(twin_id, box.conn)
+                assert ref is not None
+                box.add(ref.event(*change))
+        if box.published:
             self._changed(twin_id)
         return online
 
     def sweep_offline(self) -> list[str]:
         """Mark twins offline whose last heartbeat is older than the timeout."""
-        with translate_errors("offline sweep"), self.pool.connection() as conn:
-            rows = conn.execute(
+        data = {"reason": "heartbeat timeout", "timeoutS": self.settings.heartbeat_timeout_s}
+        with self.changing("offline sweep") as box:
+            rows = box.conn.execute(
                 "UPDATE twins SET online = false WHERE online AND "
                 "(last_heartbeat IS NULL OR last_heartbeat < clock_timestamp() - %s) RETURNING id",
                 (timedelta(seconds=self.settings.heartbeat_timeout_s),),
             ).fetchall()
-        ids = [r[0] for r in rows]
-        for ref in self.store.refs(ids).values():
-            self.emit(
-                ref,
-                "device.offline",
-                {"reason": "heartbeat timeout", "timeoutS": self.settings.heartbeat_timeout_s},
-            )
-            self._changed(ref.id)
+            ids = [r[0] for r in rows]
+            refs = self.store.refs(ids, box.conn)
+            for twin_id in sorted(refs):
+                box.add(refs[twin_id].event("device.offline", data))
+        for twin_id in sorted(refs):
+            self._changed(twin_id)
         return ids
 
     # -- writable points ---------------------------------------------------------------------

@@ -372,9 +372,13 @@ class TwinStore:
 
     # -- secrets -----------------------------------------------------------------------------
 
-    def set_secret(self, twin_id: str, secret_hash: bytes) -> None:
-        with translate_errors("twin update"), self.pool.connection() as conn:
-            conn.execute("UPDATE twins SET secret_hash = %s WHERE id = %s", (secret_hash, twin_id))
+    def set_secret(self, twin_id: str, secret_hash: bytes, conn: Conn | None = None) -> None:
+        sql = "UPDATE twins SET secret_hash = %s WHERE id = %s"
+        if conn is not None:
+            conn.execute(sql, (secret_hash, twin_id))
+            return
+        with translate_errors("twin update"), self.pool.connection() as c:
+            c.execute(sql, (secret_hash, twin_id))
 
     def by_secret(self, secret_hash: bytes) -> str | None:
         with translate_errors("device authentication"), self.pool.connection() as conn:

@@ -14,7 +14,9 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import httpx
+import pytest
 
+from app.security.tokens import Scope
 from tests.conftest import Server
 from tests.factories import vav_model
 
@@ -22,12 +24,16 @@ TTL = "text/turtle"
 
 
 @contextmanager
-def sse(server: Server, path: str, **params: object) -> Iterator[queue.Queue[dict[str, object]]]:
-    """Read an SSE stream on a thread; yields a queue of parsed messages once connected."""
+def sse(
+    server: Server, path: str, token: str | None = None, **params: object
+) -> Iterator[queue.Queue[dict[str, object]]]:
+    """Read an SSE stream on a thread (with the read token unless ``token`` is given);
+    yields a queue of parsed messages once connected."""
     messages: queue.Queue[dict[str, object]] = queue.Queue()
     connected = threading.Event()
     stop = threading.Event()
-    headers = {**server.auth("read"), "Accept": "text/event-stream"}
+    auth = {"Authorization": f"Bearer {token}"} if token else server.auth("read")
+    headers = {**auth, "Accept": "text/event-stream"}
     last_id = params.pop("last_event_id", None)
     if last_id is not None:
         headers["Last-Event-ID"] = str(last_id)
@@ -245,3 +251,34 @@ def test_revisions_api_and_sparql_as_of(server: Server, graph_iri: str) -> None:
     )
     assert naive.status_code == 400 and "time zone" in naive.json()["detail"]
     assert quote(graph_iri)  # graph IRIs are plain URNs; nothing to escape
+
+
+def test_streams_end_with_a_problem_when_their_token_is_revoked(server: Server) -> None:
+    """Both SSE streams check the caller's token every few seconds while open."""
+    tokens = server.platform.tokens
+    token = tokens.create(Scope.READ, label="revoked while streaming")
+    with sse(server, "/events", token=token) as events, sse(
+        server, "/events/readings", token=token
+    ) as readings, sse(server, "/events") as unaffected:
+        assert tokens.revoke(token.split("_")[1])
+        for stream in (events, readings):
+            deadline = time.monotonic() + 15
+            while True:  # events other tests caused may come first
+                message = next_message(stream, timeout=max(0.1, deadline - time.monotonic()))
+                if message.get("event") == "error":
+                    break
+            data = message["data"]
+            assert isinstance(data, dict)
+            assert data["code"] == "token_revoked" and data["status"] == 401
+        put_model(server, f"urn:twingraph:test:revoke-{uuid.uuid4().hex[:8]}", vav_model("RV"))
+        deadline = time.monotonic() + 10
+        while True:  # the other token's stream goes on
+            message = next_message(unaffected, timeout=max(0.1, deadline - time.monotonic()))
+            assert message.get("event") != "error"
+            if message.get("event") == "model.replaced":
+                break
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        httpx.get(
+            f"{server.url}/events", headers={"Authorization": f"Bearer {token}"}
+        ).raise_for_status()
+    assert refused.value.response.status_code == 401

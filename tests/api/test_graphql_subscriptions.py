@@ -28,6 +28,7 @@ from app.domain.telemetry import Reading
 from app.errors import UnavailableError
 from app.events.model import Event
 from app.platform import Platform
+from app.security.tokens import Scope
 from app.telemetry.broker import LocalMosquitto, find_mosquitto
 from app.telemetry.mqtt_ingest import MqttIngest
 from app.telemetry.mqtt_topics import point_topic
@@ -370,6 +371,28 @@ def test_subscriptions_need_a_read_token(server: Server) -> None:
     assert missing["extensions"]["code"] == "token_required"
     assert unknown["extensions"]["code"] == "invalid_token"
     assert malformed["extensions"]["code"] == "bad_auth_header"
+
+
+def test_a_subscription_ends_when_its_token_is_revoked(server: Server) -> None:
+    """The token is checked again every few seconds while a subscription is open."""
+    tokens = server.platform.tokens
+    token = tokens.create(Scope.READ, label="revoked while subscribed")
+    bus = server.platform.events
+    assert bus is not None
+
+    async def scenario() -> dict[str, Any]:
+        async with ws_client(server.url, {"Authorization": f"Bearer {token}"}) as session:
+            live = Live(session, EVENTS, {"after": str(bus.last_id() - 1)})
+            await live.next()  # replayed from the log: the subscription is open
+            assert tokens.revoke(token.split("_")[1])
+            with pytest.raises(TransportQueryError) as ended:
+                while True:
+                    await live.next(timeout=15)
+            errors: list[dict[str, Any]] = ended.value.errors or []
+            return errors[0]
+
+    error = asyncio.run(scenario())
+    assert error["extensions"]["code"] == "token_revoked"
 
 
 def test_subscription_limits_and_bad_input(server: Server) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from app.domain.iris import BRICK, QUDTQK, RDF_TYPE, RDFS, REC, REF, UNIT, XSD
 from app.domain.validation import Severity, ValidationReport
+from app.graph.ontology import extension_sources
 from app.graph.validation import ShaclValidator, ShapesLoadError, default_ontology_files
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -43,12 +44,10 @@ def validator() -> ShaclValidator:
 
 @pytest.fixture(scope="module")
 def s223_validator() -> ShaclValidator:
-    """Brick plus its ASHRAE 223P extension, both shipped by brickschema (duct.ttl imports it)."""
-    import brickschema
-
-    ext = Path(brickschema.__file__).parent / "ontologies" / "1.5" / "extensions"
-    extras = [ext / "brick_extension_s223_extension.shapes.ttl", ext / "223p.ttl"]
-    return ShaclValidator.from_files(default_ontology_files(), extra_shapes=extras)
+    """Brick plus its ASHRAE 223P extension, both shipped by brickschema (duct.ttl imports it):
+    the files ``TWINGRAPH_ONTOLOGY_EXTENSIONS=223p`` loads."""
+    extras = [s.path for s in extension_sources("223p", "1.5")]
+    return ShaclValidator.from_files([*default_ontology_files(), *extras])
 
 
 # -- test data factories ----------------------------------------------------------------------

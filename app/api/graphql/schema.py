@@ -7,15 +7,17 @@ its revisions, see app.history.asof), with telemetry ending there too.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, TypeVar
 
 import strawberry
 from graphql import GraphQLError, GraphQLObjectType
-from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
 from strawberry.types import ExecutionContext
 
 from app.api.graphql.context import Info
+from app.api.graphql.execution import FastExecutionContext
 from app.api.graphql.extensions import AccessGuard, ErrorCodes, RoundTripsExtension
 from app.api.graphql.fields import field
 from app.api.graphql.loaders import Loaders
@@ -254,19 +256,26 @@ class TwinGraphSchema(strawberry.Schema):
 def build_schema(
     *, max_depth: int = 10, max_cost: int = 200_000, max_aliases: int = 50
 ) -> strawberry.Schema:
+    extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        functools.partial(QueryDepthLimiter, max_depth=max_depth),
+        functools.partial(MaxAliasesLimiter, max_alias_count=max_aliases),
+        functools.partial(AccessGuard, max_cost=max_cost),
+        ErrorCodes,
+        RoundTripsExtension,
+    ]
+    for ext in extensions:
+        cls = ext.func if isinstance(ext, functools.partial) else ext
+        if getattr(cls, "resolve", None) is not SchemaExtension.resolve:
+            # FastExecutionContext completes plain leaf objects without field resolvers.
+            raise TypeError(f"{cls!r} hooks resolve, which FastExecutionContext skips")
     schema = TwinGraphSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         # No field returns OtherEntity by name (only the Entity interface), so list it.
         types=[OtherEntityType],
-        extensions=[
-            functools.partial(QueryDepthLimiter, max_depth=max_depth),
-            functools.partial(MaxAliasesLimiter, max_alias_count=max_aliases),
-            functools.partial(AccessGuard, max_cost=max_cost),
-            ErrorCodes,
-            RoundTripsExtension,
-        ],
+        extensions=extensions,
+        execution_context_class=FastExecutionContext,
     )
     core = schema._schema  # noqa: SLF001 - the graphql-core schema strawberry built
     for (type_name, field_name), resolver in DIRECT_RESOLVERS.items():

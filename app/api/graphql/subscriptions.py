@@ -12,8 +12,13 @@ points added to a level later are followed too. Each message is one committed ba
 
 Each event is executed with fresh loaders (see GraphQLContext.refresh): a point's
 ``latest`` under a subscription is the newest value, not the one a previous event saw.
-A selector is re-evaluated after a model change is announced; an event published right
-after that change may be filtered by the previous selection.
+``events`` with a selector follows model changes in log order (app.events.selectors.
+follow_selector). A readings selection is evaluated again once a model change is
+announced; a batch committed right after that change may still be filtered by the previous
+selection.
+
+Every subscription ends with ``token_revoked`` once its token is revoked (checked every
+few seconds, see app.api.revocation).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -29,16 +34,17 @@ import strawberry
 from starlette.concurrency import run_in_threadpool
 from strawberry.scalars import JSON
 
-from app.api.graphql.context import Info
+from app.api.graphql.context import GraphQLContext, Info
 from app.api.graphql.fields import field, subscription
 from app.api.graphql.loaders import Loaders, series_uuid
 from app.api.graphql.types import EntityType, PointType, ReadingType, make_entity
+from app.api.revocation import TokenWatch, while_authorised
 from app.domain.iris import BRICK
 from app.domain.telemetry import Reading
 from app.errors import InvalidInputError, UnavailableError
 from app.events.bus import EventBus
 from app.events.model import Event, EventFilter, unknown_types
-from app.events.selectors import MAX_SELECTED, expand_curie, resolve_selector
+from app.events.selectors import MAX_SELECTED, expand_curie, follow_selector, resolve_selector
 from app.graph.entities import EntityRecord, compact_iri, expand_iri
 from app.platform import Platform
 
@@ -283,6 +289,18 @@ async def _following_model(
             changes.close()
 
 
+async def _guarded(context: GraphQLContext, source: AsyncIterator[T]) -> AsyncGenerator[T, None]:
+    """``source`` until the subscriber's token is revoked (see app.api.revocation)."""
+    guarded = while_authorised(source, TokenWatch(context.platform.tokens, context.principal))
+    try:
+        async for item in guarded:
+            yield item
+    finally:
+        await guarded.aclose()
+        if isinstance(source, AsyncGenerator):
+            await source.aclose()
+
+
 def _event_filter(
     *,
     types: list[str] | None,
@@ -352,8 +370,8 @@ class Subscription:
             feed.points = frozenset(chosen)
 
         try:
-            async for batch in _following_model(
-                feed, bus, None if selection.everything else reselect
+            async for batch in _guarded(
+                context, _following_model(feed, bus, None if selection.everything else reselect)
             ):
                 loaders = context.refresh()
                 yield await _live_readings(platform, loaders, batch, chosen)
@@ -377,7 +395,7 @@ class Subscription:
         flt = EventFilter.of(types=MODEL_CHANGE_TYPES, graphs=graphs or ())
         events = bus.subscribe(flt, after_id=after_id)
         try:
-            async for event in events:
+            async for event in _guarded(info.context, events):
                 yield ModelChangeType.of(event)
         finally:
             events.close()
@@ -410,26 +428,22 @@ class Subscription:
         )
         bus = await _bus(platform)
 
-        async def selected() -> EventFilter:
-            """``given`` narrowed to the twins the selector picks now."""
+        async def choose() -> frozenset[str]:
             assert selector is not None
-            chosen = await run_in_threadpool(resolve_selector, platform.sparql, selector)
-            explicit = given.twins
-            return replace(given, twins=chosen if explicit is None else chosen & explicit)
+            return await run_in_threadpool(resolve_selector, platform.sparql, selector)
 
-        flt = given if selector is None else await selected()
-        stream = bus.subscribe(flt, after_id=after_id)
-
-        async def reselect() -> None:
-            stream.filter = await selected()
-
+        # With a selector, the selection follows model changes (see follow_selector).
+        source: AsyncIterator[Event] = (
+            follow_selector(bus, given, choose, after_id=after_id, initial=await choose())
+            if selector is not None
+            else bus.subscribe(given, after_id=after_id)
+        )
         try:
-            async for event in _following_model(
-                stream, bus, reselect if selector is not None else None
-            ):
+            async for event in _guarded(context, source):
                 yield EventType.of(event, context.refresh())
         finally:
-            stream.close()
+            if not isinstance(source, AsyncGenerator):
+                source.close()  # type: ignore[attr-defined]
 
 
 async def _live_readings(
