@@ -152,23 +152,25 @@ EncodedBatch = tuple[list[Row], dict[UUID, Row]]
 
 
 def encode_rows(readings: Sequence[ReadingLike]) -> EncodedBatch:
-    """COPY rows, and each point's newest row; one pass, floats (the bulk) inlined."""
+    """COPY rows, and each point's newest row; one pass, floats (the bulk) inlined.
+
+    Points are told apart by their UUIDs' integers while scanning: ``uuid.UUID`` hashes
+    and compares in Python code, which made this loop 2.5x slower with UUID keys."""
     rows: list[Row] = []
-    newest: dict[UUID, Row] = {}
+    newest: dict[int, Row] = {}
     append = rows.append
     get = newest.get
     for r in readings:
         v = r.value
-        row: Row = (
-            (r.point, r.time, v, None, KIND_FLOAT)
-            if type(v) is float
-            else (r.point, r.time, *encode(v))
-        )
+        p = r.point
+        t = r.time
+        row: Row = (p, t, v, None, KIND_FLOAT) if type(v) is float else (p, t, *encode(v))
         append(row)
-        seen = get(r.point)
-        if seen is None or r.time > seen[1]:
-            newest[r.point] = row
-    return rows, newest
+        key = p.int
+        seen = get(key)
+        if seen is None or t > seen[1]:
+            newest[key] = row
+    return rows, {row[0]: row for row in newest.values()}
 
 
 def _announce(conn: psycopg.Connection[Any], rows: list[Row], newest: dict[UUID, Row]) -> None:
