@@ -185,7 +185,8 @@ def serve(
                 f"       curl -s '{base}/points/{sample.uuid}/readings?bucket=1m'\n"
                 if sample
                 else ""
-            )
+            ),
+            soft_wrap=True,  # URLs and commands stay whole on narrow terminals and in logs
         )
     app = create_app(settings, platform=platform, close_platform=True)
     try:
