@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, TypeVar
 
@@ -26,7 +25,7 @@ from app.api.revocation import TokenWatch
 from app.errors import AppError, InvalidInputError, UnauthorizedError, UnavailableError
 from app.events.bus import EventBus
 from app.events.model import Event, EventFilter, unknown_types
-from app.events.selectors import expand_curie, follow_selector, resolve_selector
+from app.events.selectors import expand_curie, follow_selector, narrowed, resolve_selector
 from app.platform import Platform
 
 router = APIRouter(tags=["events"])
@@ -99,10 +98,7 @@ async def events(
 
     chosen = await choose() if selector else None  # a bad selector: a 400 before any stream
     if "text/event-stream" not in request.headers.get("accept", ""):
-        flt = given
-        if chosen is not None:
-            explicit = given.twins
-            flt = replace(given, twins=chosen if explicit is None else chosen & explicit)
+        flt = given if chosen is None else narrowed(given, chosen)
         page = await run_in_threadpool(
             lambda: bus.fetch(
                 after_id=after or 0, filter=flt, since=since, until=until, limit=limit

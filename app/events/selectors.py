@@ -53,6 +53,12 @@ def resolve_selector(sparql: SparqlService, query: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def narrowed(given: EventFilter, chosen: frozenset[str]) -> EventFilter:
+    """``given`` limited to the twins a selector chose (and to its own twins, if any)."""
+    explicit = given.twins
+    return replace(given, twins=chosen if explicit is None else chosen & explicit)
+
+
 async def follow_selector(
     bus: EventBus,
     given: EventFilter,
@@ -69,16 +75,12 @@ async def follow_selector(
     older than the model it came after. Twins ``given`` names explicitly narrow the
     selection further. ``initial``: the selection already made (not chosen again)."""
 
-    def narrowed(chosen: frozenset[str]) -> EventFilter:
-        explicit = given.twins
-        return replace(given, twins=chosen if explicit is None else chosen & explicit)
-
-    current = narrowed(initial if initial is not None else await choose())
+    current = narrowed(given, initial if initial is not None else await choose())
     subscription = bus.subscribe(EventFilter(), after_id=after_id)
     try:
         async for event in subscription:
             if event.ok and event.type.startswith("model."):
-                current = narrowed(await choose())
+                current = narrowed(given, await choose())
             if current.matches(event):
                 yield event
     finally:

@@ -22,9 +22,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, LiteralString
 from uuid import UUID
 
+import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
@@ -98,6 +99,27 @@ class PointValue:
             "reported": reported,
             "sync": status,
         }
+
+
+def _lock_checked(
+    conn: psycopg.Connection[Any],
+    twin_id: str,
+    version_column: LiteralString,
+    props: Mapping[str, Any],
+) -> tuple[int, datetime]:
+    """Lock the twin's row for a desired or reported write and check ``props`` against
+    its schemas; returns the current ``version_column`` and the database's clock."""
+    row = conn.execute(
+        f"SELECT {version_column}, schemas, clock_timestamp() FROM twins WHERE id = %s FOR UPDATE",
+        (twin_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"Twin {twin_id!r} was deleted", code="twin_not_found")
+    schemas = row[1] or {}
+    for name, value in props.items():
+        if value is not None:
+            check_value(name, value, schemas.get(name))
+    return row[0], row[2]
 
 
 def _now() -> datetime:
@@ -480,18 +502,8 @@ class TwinService:
                 check_property_name(name)
             with self.changing("desired write") as box:
                 conn = box.conn
-                row = conn.execute(
-                    "SELECT desired_version, schemas FROM twins WHERE id = %s FOR UPDATE",
-                    (ref.id,),
-                ).fetchone()
-                if row is None:
-                    raise NotFoundError(f"Twin {ref.id!r} was deleted", code="twin_not_found")
-                schemas = row[1] or {}
-                for name, value in props.items():
-                    if value is not None:
-                        check_value(name, value, schemas.get(name))
-                version = row[0] + 1
-                now = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+                version, now = _lock_checked(conn, ref.id, "desired_version", props)
+                version += 1
                 with conn.cursor() as cur:
                     cur.executemany(
                         "INSERT INTO twin_properties (twin, name, desired, desired_version, "
@@ -623,23 +635,13 @@ class TwinService:
                 check_property_name(name)
             with self.changing("reported write") as box:
                 conn = box.conn
-                row = conn.execute(
-                    "SELECT reported_version, schemas, clock_timestamp() FROM twins "
-                    "WHERE id = %s FOR UPDATE",
-                    (ref.id,),
-                ).fetchone()
-                if row is None:
-                    raise NotFoundError(f"Twin {ref.id!r} was deleted", code="twin_not_found")
-                schemas = row[1] or {}
-                for name, value in props.items():
-                    if value is not None:
-                        check_value(name, value, schemas.get(name))
-                stamp = when or row[2]
+                version, now = _lock_checked(conn, ref.id, "reported_version", props)
+                stamp = when or now
                 if only_newer:
                     props = self._newer_only(conn, ref.id, props, stamp)
                     if not props:
                         return None
-                version = row[0] + 1
+                version += 1
                 with conn.cursor() as cur:
                     cur.executemany(
                         "INSERT INTO twin_properties (twin, name, reported, reported_version, "
