@@ -50,8 +50,10 @@ $(UPLOT): ui/package-lock.json | $(QUDT)
 run: install
 	$(BIN)/twingraph serve --demo
 
+# Two pytest-xdist workers; tests/conftest.py groups the work so each worker opens a
+# session platform once per store mode and keeps a module's tests together.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 bench: install
 	$(BIN)/python -m bench

@@ -392,6 +392,7 @@ def validate_cmd(
         settings.ontology_paths,
         brick_version=settings.brick_version,
         extensions=settings.ontology_extensions,
+        errata=settings.brick_errata,
     )
     extra = sorted(settings.shapes_dir.glob("*.ttl")) if settings.shapes_dir.is_dir() else []
     with err.status("Preparing shapes..."):

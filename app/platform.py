@@ -161,6 +161,7 @@ def open_platform(
             settings.ontology_paths,
             brick_version=settings.brick_version,
             extensions=settings.ontology_extensions,
+            errata=settings.brick_errata,
         )
         dropped = drop_staging(store)
         unconfigured = drop_unconfigured(store, sources)

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     ontology_paths: list[Path] = Field(default_factory=list)
     #: Brick version loaded from the brickschema package (app.graph.ontology.BRICK_VERSIONS).
     brick_version: Literal["1.4", "1.5"] = "1.5"
+    #: Load our errata for that Brick release (ontologies/errata/, fixes upstream made after
+    #: the release, each citing its upstream change); false: Brick exactly as released.
+    brick_errata: bool = True
     #: Extensions loaded with Brick from brickschema, comma-separated or a JSON list:
     #: ``223p`` (ASHRAE 223P and Brick's bridge to it).
     ontology_extensions: Annotated[list[Literal["223p"]], NoDecode] = Field(default_factory=list)
@@ -55,6 +58,9 @@ class Settings(BaseSettings):
     broker_auth_dir: Path | None = None
     #: Most readings one HTTP batch may carry (413 beyond).
     telemetry_max_batch: int = 200_000
+    #: On plain PostgreSQL the twin leader refreshes the hourly and daily reading rollups
+    #: this often (seconds; 0: never, bucketed queries then aggregate raw readings).
+    telemetry_rollup_interval_s: float = 60.0
     #: Drop raw readings older than this many days (TimescaleDB retention); unset: keep.
     retention_days: int | None = None
     #: Events older than this are deleted when the platform opens (0 keeps them all).

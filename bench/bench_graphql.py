@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -24,16 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
-from app.api.graphql import graphql_router
 from app.domain.iris import BRICK, REF
 from app.domain.telemetry import Reading
-from app.main import create_app
 from app.platform import Platform, open_platform
 from app.points import timeseries_uuid
 from app.security.tokens import Scope
 from app.settings import Settings
+from bench.common import serve
 from ingest.demo_building import generate_building
 
 POINTS = 1000
@@ -61,20 +57,6 @@ LEFT JOIN LATERAL (
     WHERE r.point = l.point AND r.time >= %(start)s AND r.time < %(end)s
 ) a ON true
 WHERE l.point = ANY(%(points)s)"""
-
-
-def _serve(platform: Platform) -> tuple[str, uvicorn.Server]:
-    app = create_app(platform=platform)
-    if not any(getattr(r, "path", None) == "/graphql" for r in app.routes):
-        app.include_router(graphql_router())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}", server
 
 
 def _median(fn: Callable[[], object], repeat: int) -> float:
@@ -120,7 +102,7 @@ def run(repeat: int = 5) -> None:
             ]
         )
         token = platform.tokens.create(Scope.READ, label="bench")
-        url, srv = _serve(platform)
+        url, srv = serve(platform)
         http = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=120)
         body = {
             "query": QUERY,
@@ -138,7 +120,7 @@ def run(repeat: int = 5) -> None:
             script_s = _median(lambda: _script(platform), repeat)
         finally:
             http.close()
-            srv.should_exit = True
+            srv.stop()  # before the platform closes: its sweepers and pool serve the app
         last = answers[-1]
         assert "errors" not in last, last["errors"]
         nodes = last["data"]["points"]["nodes"]

@@ -2,8 +2,10 @@
 
 Same run, same rows: the platform (embedded Oxigraph + a local PostgreSQL) serves a demo
 building over uvicorn on 127.0.0.1; a client posts 20k-reading batches for its points;
-then the same rows go through raw binary COPY into a table of identical shape. Target:
-HTTP >= 0.5x raw COPY. ``python -m bench.bench_http_ingest [--rows N] [--batch N]``
+then the same rows go through raw binary COPY into a table of identical shape. Measured
+for one connection and for two concurrent ones (HTTP clients vs COPY connections).
+Target: HTTP >= 0.5x raw COPY.
+``python -m bench.bench_http_ingest [--rows N] [--batch N] [--clients 1,2]``
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +29,12 @@ from bench.common import raw_copy_seconds, serve
 from ingest.demo_building import generate_building, size_for
 
 
-def run(rows: int = 1_000_000, batch: int = 20_000, clients: int = 1, rounds: int = 3) -> None:
+def run(
+    rows: int = 1_000_000,
+    batch: int = 20_000,
+    clients: Sequence[int] = (1, 2),
+    rounds: int = 3,
+) -> None:
     root = Path(tempfile.mkdtemp(prefix="twingraph-bench-http-"))
     root.chmod(0o755)  # as root, the local PostgreSQL runs as `postgres` and must reach it
     platform = open_platform(Settings(data_dir=root))
@@ -58,26 +66,28 @@ def run(rows: int = 1_000_000, batch: int = 20_000, clients: int = 1, rounds: in
         print(
             f"\n== HTTP ingest: {rows:,} readings in batches of {batch:,}, {len(points)} points =="
         )
-        ratios: list[float] = []
         try:
-            # Interleaved rounds, each into empty tables, so machine noise hits both sides.
-            for n in range(rounds):
-                with pool.connection() as conn:
-                    conn.execute("TRUNCATE readings, latest")
-                http_s = _post_all(port, token, bodies, clients)
-                raw_s = raw_copy_seconds(pool, encoded, batch)
-                ratios.append(raw_s / http_s)
+            for n_clients in clients:
+                ratios: list[float] = []
+                # Interleaved rounds, each into empty tables, so machine noise hits both
+                # sides; n concurrent HTTP clients against n concurrent COPY connections.
+                for n in range(rounds):
+                    with pool.connection() as conn:
+                        conn.execute("TRUNCATE readings, latest")
+                    http_s = _post_all(port, token, bodies, n_clients)
+                    raw_s = raw_copy_seconds(pool, encoded, batch, n_clients)
+                    ratios.append(raw_s / http_s)
+                    print(
+                        f"{n_clients} connection(s), round {n + 1}: raw binary COPY "
+                        f"{rows / raw_s:>9,.0f} rows/s | POST /telemetry {rows / http_s:>9,.0f} "
+                        f"rows/s | {raw_s / http_s:.2f}x"
+                    )
                 print(
-                    f"round {n + 1}: raw binary COPY {rows / raw_s:>9,.0f} rows/s | "
-                    f"POST /telemetry ({clients} client) {rows / http_s:>9,.0f} rows/s | "
-                    f"{raw_s / http_s:.2f}x"
+                    f"{n_clients} connection(s): median ratio {statistics.median(ratios):.2f}x of "
+                    f"raw COPY (target >= 0.5x; rounds {' '.join(f'{r:.2f}' for r in ratios)})"
                 )
         finally:
-            srv.should_exit = True
-        print(
-            f"median ratio {statistics.median(ratios):.2f}x of raw COPY (target >= 0.5x; "
-            f"rounds {' '.join(f'{r:.2f}' for r in ratios)})"
-        )
+            srv.stop()
     finally:
         platform.close()
         shutil.rmtree(root, ignore_errors=True)
@@ -129,10 +139,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=20_000)
-    ap.add_argument("--clients", type=int, default=1, help="concurrent client connections")
+    ap.add_argument(
+        "--clients", default="1,2", help="concurrent connections to measure, e.g. 1,2,4"
+    )
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
-    run(a.rows, a.batch, a.clients, a.rounds)
+    run(a.rows, a.batch, tuple(int(c) for c in a.clients.split(",")), a.rounds)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
     per batch) vs raw psycopg binary COPY of the same rows into an identical table with
     the same primary key, one commit per batch. The HTTP ingest target is >= 0.5x raw COPY.
 (b) Bucketed range queries over ``--query-rows`` readings of 1,000 points (one a minute
-    per point), measured at 1M and then at the full size to show how latency grows.
+    per point), measured at 1M and then at the full size to show how latency grows: raw
+    aggregation, and (plain PostgreSQL) through the platform's rollups after a refresh.
 
 Runs on its own managed PostgreSQL in a temp dir (or ``TWINGRAPH_DATABASE_URL``, whose
 ``readings`` tables it empties: never point it at real data).
@@ -138,7 +139,11 @@ def _cases(
 
 def bench_queries(pool: ConnectionPool, store: TelemetryStore, sizes: list[int]) -> None:
     points = _points(POINTS)
+    rollups = store.rollups
+    raw = TelemetryStore(pool, store.features)  # the same data, aggregated raw
     print(f"(b) bucketed queries, {POINTS} points, one reading a minute each (median of 5)")
+    if rollups is not None:
+        print(f"      {'':<36} {'raw':>9}    {'rollups':>9}")
     with pool.connection() as conn:
         conn.execute("TRUNCATE readings, latest")
     for size in sizes:
@@ -148,13 +153,24 @@ def bench_queries(pool: ConnectionPool, store: TelemetryStore, sizes: list[int])
         span = timedelta(minutes=size // POINTS)
         end = T0 + span
         day = max(T0, end - timedelta(days=1))
-        cases = _cases(store, points, day, end)
+        refreshed = ""
+        if rollups is not None:
+            rollups.invalidate(T0, end)  # _fill bypasses the store's write hook
+            report = rollups.refresh()
+            refreshed = f"; rollups refreshed in {report.seconds:.1f} s"
         print(
-            f"    {size:,} readings ({span.total_seconds() / 86400:.1f} days; loaded in {fill_s:.1f} s)"
+            f"    {size:,} readings ({span.total_seconds() / 86400:.1f} days; "
+            f"loaded in {fill_s:.1f} s{refreshed})"
         )
-        for name, fn in cases.items():
+        raw_cases = _cases(raw, points, day, end)
+        cases = _cases(store, points, day, end)
+        for name, fn in raw_cases.items():
             fn()  # warm
-            print(f"      {name:<36} {_timed(fn) * 1000:>9.1f} ms")
+            line = f"      {name:<36} {_timed(fn) * 1000:>9.1f} ms"
+            if rollups is not None:
+                cases[name]()
+                line += f" {_timed(cases[name]) * 1000:>9.1f} ms"
+            print(line)
 
 
 def run(*, write_rows: int = 1_000_000, batch: int = 20_000, query_rows: int = 10_000_000) -> None:

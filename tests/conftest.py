@@ -231,3 +231,18 @@ def server(platform: Platform, demo_graph: str) -> Iterator[Server]:
     )
     srv.should_exit = True
     thread.join(10)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Work units for pytest-xdist's ``--dist loadgroup`` (what `make test` runs): all
+    tests on one session platform (store mode) form one unit, so each worker opens a
+    platform once rather than switching modes back and forth; every other test goes with
+    its module, so module fixtures (brokers, servers, clusters) start once."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        mode = callspec.params.get("store_mode") if callspec is not None else None
+        group = f"platform-{mode}" if mode else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))

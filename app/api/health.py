@@ -30,9 +30,16 @@ def health(platform: PlatformDep) -> dict[str, object]:
         "startup": platform.startup,
         "anonymous_read": platform.settings.anonymous_read,
         "telemetry": platform.telemetry.features.as_dict() if platform.telemetry else None,
+        # Platform-kept rollups (plain PostgreSQL): materialized up to when, per level.
+        "telemetry_rollups": _rollups(platform),
         # Twin leadership of this process (app.twins.leader); None: no twin services here.
         "twins": _twins(platform),
     }
+
+
+def _rollups(platform: Platform) -> dict[str, object] | None:
+    rollups = platform.telemetry.rollups if platform.telemetry is not None else None
+    return rollups.status() if rollups is not None else None
 
 
 def _twins(platform: Platform) -> dict[str, object] | None:

@@ -18,6 +18,7 @@ from app.errors import InvalidInputError, NotFoundError, PayloadTooLargeError, U
 from app.platform import Platform
 from app.telemetry.batch import parse_json_batch
 from app.telemetry.csv_import import parse_csv_bytes
+from app.telemetry.gc_pause import gc_paused
 from app.telemetry.readings import EncodedBatch, encode_rows
 
 router = APIRouter(tags=["telemetry"])
@@ -123,7 +124,8 @@ async def ingest(request: Request, platform: PlatformDep, _: WriterDep) -> dict[
             out["unmatched_columns"] = parsed.unmatched
             return out
         if media in ("application/json", ""):
-            return _store_encoded(platform, parse_json_batch(body, max_readings=max_readings))
+            with gc_paused():  # the batch's rows live until it is stored and announced
+                return _store_encoded(platform, parse_json_batch(body, max_readings=max_readings))
         raise InvalidInputError(
             f"POST /telemetry takes application/json or text/csv, not {media!r}",
             code="unsupported_media_type",

@@ -8,7 +8,7 @@ from app.errors import AppError, ValidationFailedError
 from app.events.bus import EventBus
 from app.events.model import Event
 from app.graph.models import ModelChange
-from app.history.revisions import RevisionStore
+from app.history.revisions import Revision, RevisionStore
 
 log = logging.getLogger("twingraph.events")
 
@@ -24,26 +24,29 @@ class ModelEventRecorder:
         self._bus = bus
 
     def committed(self, change: ModelChange) -> None:
+        """The revision and its event commit in one PostgreSQL transaction: a listener
+        told of revision N can read it. If that fails, the model store has committed
+        anyway: the event still goes out, without a revision."""
+        if self._revisions is not None and self._bus is not None:
+            try:
+                with self._revisions.connection() as conn, self._bus.outbox(conn) as box:
+                    box.add(_event(change, self._revisions.record(change, conn=conn)))
+                return
+            except Exception:
+                log.exception("could not record the revision of <%s>", change.graph)
+            revision_less = _event(change, None)
+            if revision_less is not None:
+                self._bus.publish_safely(revision_less)
+            return
         revision = None
         if self._revisions is not None:
             try:
                 revision = self._revisions.record(change)
             except Exception:  # the store committed; losing history must not undo it
                 log.exception("could not record the revision of <%s>", change.graph)
-        if self._bus is None or (revision is None and not change.added and not change.removed):
-            return
-        self._bus.publish_safely(
-            Event(
-                type=f"model.{_PAST.get(change.operation, change.operation)}",
-                graph=change.graph,
-                author=change.author,
-                data={
-                    "revision": revision.id if revision else None,
-                    "added": len(change.added),
-                    "removed": len(change.removed),
-                },
-            )
-        )
+        event = _event(change, revision)
+        if self._bus is not None and event is not None:
+            self._bus.publish_safely(event)
 
     def rejected(
         self, *, graph: str | None, operation: str, error: AppError, author: str | None
@@ -71,3 +74,19 @@ class ModelEventRecorder:
                 data=data,
             )
         )
+
+
+def _event(change: ModelChange, revision: Revision | None) -> Event | None:
+    """``model.<verb>`` for a change (None for a change that changed nothing)."""
+    if not change.added and not change.removed:
+        return None
+    return Event(
+        type=f"model.{_PAST.get(change.operation, change.operation)}",
+        graph=change.graph,
+        author=change.author,
+        data={
+            "revision": revision.id if revision else None,
+            "added": len(change.added),
+            "removed": len(change.removed),
+        },
+    )

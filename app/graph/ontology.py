@@ -5,6 +5,9 @@ Loaded, each into its own named graph ``urn:twingraph:ontology:<name>``:
 - ``brick``: Brick from the ``brickschema`` package, 1.5 unless ``TWINGRAPH_BRICK_VERSION``
   picks another version it ships and we support (:data:`BRICK_VERSIONS`); the file carries
   the RealEstateCore classes, the ``ref:`` schema and Brick's SHACL shapes;
+- ``brick-errata``: fixes upstream Brick made after the release loaded, as our own Turtle
+  (``ontologies/errata/brick-<release>.ttl``, each entry citing its upstream change), unless
+  ``TWINGRAPH_BRICK_ERRATA=false`` (see :func:`errata_path`);
 - ``qudt-schema``, ``qudt-units``, ``qudt-quantitykinds``: QUDT 3.1.0 from the
   ``@vocabulary/qudt``, ``@vocabulary/unit`` and ``@vocabulary/quantitykind`` npm packages
   (installed under ``ontologies/node_modules`` by ``make``), so the units and quantity kinds
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -71,6 +75,9 @@ BRICK_VERSIONS = ("1.4", "1.5")
 DEFAULT_BRICK_VERSION = "1.5"
 #: Optional extensions, by the name ``TWINGRAPH_ONTOLOGY_EXTENSIONS`` uses.
 EXTENSIONS = ("223p",)
+#: Our errata files, one per Brick release (``brick-1.5.0.ttl``).
+ERRATA_DIR = Path(__file__).resolve().parents[2] / "ontologies" / "errata"
+_RELEASE = re.compile(rb'owl:versionInfo "(\d+\.\d+\.\d+)"')
 
 
 def _brickschema_dir() -> Path:
@@ -83,6 +90,24 @@ def brick_path(version: str = DEFAULT_BRICK_VERSION) -> Path:
             f"Brick version {version!r} is not supported; choose one of {', '.join(BRICK_VERSIONS)}"
         )
     return _brickschema_dir() / version / "Brick.ttl"
+
+
+def release_of(path: Path) -> str | None:
+    """The release (``1.5.0``) a Brick Turtle file declares, or None if it names none or
+    several. A byte scan, not a parse: it runs on every start and costs ~10 ms."""
+    found = set(_RELEASE.findall(path.read_bytes()))
+    return found.pop().decode() if len(found) == 1 else None
+
+
+def errata_path(brick_version: str = DEFAULT_BRICK_VERSION) -> Path | None:
+    """Our errata for the Brick release this version resolves to, if we keep any.
+
+    Keyed by the full release the brickschema file declares, not by ``1.5``: errata written
+    for 1.5.0 say nothing about a later 1.5.x, which may carry the fixes (or break them).
+    """
+    release = release_of(brick_path(brick_version))
+    path = ERRATA_DIR / f"brick-{release}.ttl"
+    return path if release is not None and path.is_file() else None
 
 
 def extension_sources(
@@ -119,9 +144,14 @@ def default_sources(
     *,
     brick_version: str = DEFAULT_BRICK_VERSION,
     extensions: Sequence[str] = (),
+    errata: bool = True,
 ) -> list[OntologySource]:
-    """Brick always; QUDT when its packages are installed; extensions; the configured extras."""
+    """Brick always, then our errata for its release (if any, and ``errata``); QUDT when its
+    packages are installed; extensions; the configured extras."""
     sources = [OntologySource("brick", brick_path(brick_version))]
+    fixes = errata_path(brick_version) if errata else None
+    if fixes is not None:
+        sources.append(OntologySource("brick-errata", fixes))
     for name, rel in (
         ("qudt-schema", "qudt/qudt.nq"),
         ("qudt-units", "unit/unit.nq"),

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from app.errors import InvalidInputError, NotFoundError
@@ -57,6 +59,7 @@ class Diff:
 
 
 _COLUMNS = "id, time, author, graph, operation, added, removed"
+Conn = psycopg.Connection[Any]
 
 
 def _pack(lines: Sequence[bytes]) -> bytes:
@@ -71,29 +74,42 @@ class RevisionStore:
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
-    def record(self, change: ModelChange) -> Revision | None:
-        """Store a change; a change that adds and removes nothing is not a revision."""
+    def connection(self) -> AbstractContextManager[Conn]:
+        """A connection of the store's pool, to record a revision in a caller's transaction."""
+        return self._pool.connection()
+
+    def record(self, change: ModelChange, *, conn: Conn | None = None) -> Revision | None:
+        """Store a change; a change that adds and removes nothing is not a revision.
+
+        With ``conn`` (inside a transaction of the caller's), the revision commits with
+        that transaction; otherwise in one of its own."""
         if not change.added and not change.removed:
             return None
+        if conn is not None:
+            return self._insert(conn, change)
         with (
             translate_errors("revision record"),
-            self._pool.connection() as conn,
-            conn.transaction(),
+            self._pool.connection() as own,
+            own.transaction(),
         ):
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (REVISION_LOCK_KEY,))
-            row = conn.execute(
-                "INSERT INTO revisions (author, graph, operation, added, removed, added_nt, "
-                f"removed_nt) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
-                (
-                    change.author,
-                    change.graph,
-                    change.operation,
-                    len(change.added),
-                    len(change.removed),
-                    _pack(change.added),
-                    _pack(change.removed),
-                ),
-            ).fetchone()
+            return self._insert(own, change)
+
+    @staticmethod
+    def _insert(conn: Conn, change: ModelChange) -> Revision:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (REVISION_LOCK_KEY,))
+        row = conn.execute(
+            "INSERT INTO revisions (author, graph, operation, added, removed, added_nt, "
+            f"removed_nt) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+            (
+                change.author,
+                change.graph,
+                change.operation,
+                len(change.added),
+                len(change.removed),
+                _pack(change.added),
+                _pack(change.removed),
+            ),
+        ).fetchone()
         assert row is not None
         return Revision(*row)
 

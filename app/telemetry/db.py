@@ -264,6 +264,76 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        10,
+        "reading rollups",
+        """
+        -- Rollups kept by the platform on plain PostgreSQL (app.telemetry.rollups): what
+        -- re-aggregation needs per point and bucket, hourly from readings, daily from hours.
+        CREATE TABLE readings_rollup_1h (
+            point uuid NOT NULL,
+            bucket timestamptz NOT NULL,
+            n bigint NOT NULL,
+            n_num bigint NOT NULL,
+            sum_num double precision,
+            min_num double precision,
+            max_num double precision,
+            first_time timestamptz NOT NULL,
+            first_num double precision,
+            first_txt text,
+            first_kind smallint NOT NULL,
+            last_time timestamptz NOT NULL,
+            last_num double precision,
+            last_txt text,
+            last_kind smallint NOT NULL,
+            PRIMARY KEY (point, bucket)
+        );
+        CREATE INDEX readings_rollup_1h_bucket ON readings_rollup_1h (bucket);
+        CREATE TABLE readings_rollup_1d (LIKE readings_rollup_1h INCLUDING ALL);
+        -- Per level: writers record late ranges below ``threshold``; buckets before
+        -- ``materialized`` are in the table (0001-01-01: never).
+        CREATE TABLE readings_rollups (
+            name text PRIMARY KEY,
+            width interval NOT NULL,
+            threshold timestamptz NOT NULL DEFAULT '0001-01-01 00:00:00+00',
+            materialized timestamptz NOT NULL DEFAULT '0001-01-01 00:00:00+00',
+            refreshed timestamptz
+        );
+        INSERT INTO readings_rollups (name, width) VALUES ('1h', '1 hour'), ('1d', '1 day');
+        -- Time ranges [lo, hi] of readings written below the threshold, not yet re-computed.
+        CREATE TABLE readings_rollup_invalid (
+            id bigserial PRIMARY KEY,
+            lo timestamptz NOT NULL,
+            hi timestamptz NOT NULL
+        );
+        -- Statement-level only (writes through the store record their ranges themselves):
+        -- TRUNCATE empties the rollups, DELETE and UPDATE invalidate what they touched.
+        CREATE FUNCTION readings_rollups_reset() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            TRUNCATE readings_rollup_1h, readings_rollup_1d, readings_rollup_invalid;
+            UPDATE readings_rollups
+                SET threshold = '0001-01-01 00:00:00+00', materialized = '0001-01-01 00:00:00+00';
+            RETURN NULL;
+        END $$;
+        CREATE FUNCTION readings_rollups_invalidate() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO readings_rollup_invalid (lo, hi)
+                SELECT min(time), max(time) FROM changed HAVING count(*) > 0;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER readings_rollups_truncate AFTER TRUNCATE ON readings
+            FOR EACH STATEMENT EXECUTE FUNCTION readings_rollups_reset();
+        CREATE TRIGGER readings_rollups_delete AFTER DELETE ON readings
+            REFERENCING OLD TABLE AS changed
+            FOR EACH STATEMENT EXECUTE FUNCTION readings_rollups_invalidate();
+        CREATE TRIGGER readings_rollups_update_old AFTER UPDATE ON readings
+            REFERENCING OLD TABLE AS changed
+            FOR EACH STATEMENT EXECUTE FUNCTION readings_rollups_invalidate();
+        CREATE TRIGGER readings_rollups_update_new AFTER UPDATE ON readings
+            REFERENCING NEW TABLE AS changed
+            FOR EACH STATEMENT EXECUTE FUNCTION readings_rollups_invalidate();
+        """,
+    ),
 )
 
 

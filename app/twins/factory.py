@@ -57,6 +57,7 @@ def start_runtime(twins: TwinService, bus: EventBus, settings: Settings) -> Twin
             sweep_interval_s=settings.twins_sweep_interval_s,
             clock_skew_s=settings.twins_clock_skew_s,
             leader_retry_s=settings.twins_leader_retry_s,
+            rollup_interval_s=settings.telemetry_rollup_interval_s,
         ),
     )
     runtime.start()

@@ -64,6 +64,8 @@ class RuntimeOptions:
     leader_retry_s: float = 1.0
     #: Distinct points whose newest reading may wait for the twin sync.
     max_pending_points: int = 100_000
+    #: How often the leader refreshes the telemetry rollups (plain PostgreSQL); 0: never.
+    rollup_interval_s: float = 60.0
 
 
 @dataclass(eq=False)
@@ -253,10 +255,11 @@ class TwinRuntime:
             )
         sync = ReadingSync(self.twins.on_readings, max_points=self.options.max_pending_points)
         term = _Term(channel, sync)
-        for target, name in (
-            (self._deliver_loop, "twin-delivery"),
-            (self._sweep_loop, "twin-sweeper"),
-        ):
+        loops = [(self._deliver_loop, "twin-delivery"), (self._sweep_loop, "twin-sweeper")]
+        telemetry = self.twins.telemetry
+        if telemetry is not None and telemetry.rollups and self.options.rollup_interval_s > 0:
+            loops.append((self._rollup_loop, "telemetry-rollups"))
+        for target, name in loops:
             thread = threading.Thread(target=target, args=(term,), name=name, daemon=True)
             thread.start()
             term.threads.append(thread)
@@ -430,6 +433,17 @@ class TwinRuntime:
         while not term.stop.wait(self.options.sweep_interval_s):
             self._guard(self.twins.commands.expire_due)
             self._guard(self.twins.sweep_offline)
+
+    def _rollup_loop(self, term: _Term) -> None:
+        """Telemetry rollups (``app.telemetry.rollups``): once at the start of a term, then
+        every ``rollup_interval_s``."""
+        telemetry = self.twins.telemetry
+        rollups = telemetry.rollups if telemetry is not None else None
+        if rollups is None:
+            return
+        self._guard(rollups.refresh)
+        while not term.stop.wait(self.options.rollup_interval_s):
+            self._guard(rollups.refresh)
 
     @staticmethod
     def _guard(work: Callable[[], object]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import socket
 import threading
 import time
 import uuid
@@ -79,9 +80,21 @@ def sse(
     finally:
         stop.set()
         for response in opened:  # hang up, so the server does not wait for this stream
-            with contextlib.suppress(Exception):
-                response.close()
+            hang_up(response)
         thread.join(5)
+
+
+def hang_up(response: httpx.Response) -> None:
+    """Close a streaming response from another thread. Shutting the socket down first
+    wakes the reader blocked in ``recv`` at once (closing alone leaves it waiting for the
+    next keep-alive)."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(Exception):
+        response.close()
 
 
 def put_model(server: Server, graph: str, turtle: str) -> httpx.Response:

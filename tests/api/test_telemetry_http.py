@@ -127,6 +127,8 @@ def test_unknown_uuid_rejects_the_whole_batch(
         ({"time": "yesterday", "value": 1}, "isoformat"),
         ({"time": "2026-01-01T00:00:00Z", "value": [1]}, "number"),
         ({"time": "2026-01-01T00:00:00Z"}, None),
+        ({"point": "not-a-uuid", "time": "2026-01-01T00:00:00Z", "value": 1}, "hexadecimal"),
+        ({"point": 42, "time": "2026-01-01T00:00:00Z", "value": 1}, "UUID string"),
     ],
 )
 def test_bad_readings_are_refused_with_their_index(
@@ -141,6 +143,26 @@ def test_bad_readings_are_refused_with_their_index(
     problem = r.json()
     assert problem["code"] == "bad_readings" and problem["problems"][0]["index"] == 1
     assert fragment in problem["problems"][0]["problem"]
+
+
+def test_one_point_spelt_two_ways_is_one_point(
+    server: Server, demo_points: list[uuid.UUID], fresh_time: datetime
+) -> None:
+    """A batch may name a point in upper and lower case: one point, newest wins."""
+    p = demo_points[6]
+    later = fresh_time + timedelta(seconds=1)
+    r = post(
+        server,
+        {
+            "readings": [
+                {"point": str(p).upper(), "time": later.isoformat(), "value": 2.5},
+                {"point": str(p), "time": fresh_time.isoformat(), "value": 1.5},
+            ]
+        },
+    )
+    assert r.status_code == 200 and r.json()["inserted"] == 2, r.text
+    latest = httpx.get(f"{server.url}/points/{p}/latest", headers=server.auth("read")).json()
+    assert latest["value"] == 2.5, latest
 
 
 def test_nan_is_refused(server: Server, demo_points: list[uuid.UUID]) -> None:

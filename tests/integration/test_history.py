@@ -132,3 +132,32 @@ def test_update_delete_and_failures_are_recorded_and_announced(
     assert platform.history is not None
     view, _ = platform.history.store_at(update_time)
     assert _labels(platform, view, graph_iri) == {"AHU u1", "VAV u1", "u1 zone air temperature"}
+
+
+def test_a_model_event_names_its_committed_revision(platform: Platform, graph_iri: str) -> None:
+    assert platform.revisions is not None and platform.events is not None
+    _ingest(platform, graph_iri, vav_model("v1"))
+    (revision,) = platform.revisions.find(graph=graph_iri)
+    events = [e for e in platform.events.fetch(after_id=0, limit=100_000) if e.graph == graph_iri]
+    assert [(e.type, e.data["revision"]) for e in events] == [("model.replaced", revision.id)]
+
+
+def test_revision_and_model_event_commit_together_or_not_at_all(
+    platform: Platform, graph_iri: str
+) -> None:
+    """The event insert fails (a constraint refuses it): the revision goes with it; the
+    model itself, committed before, stays."""
+    assert platform.revisions is not None and platform.events is not None
+    with platform.revisions.connection() as conn:
+        conn.execute(
+            "ALTER TABLE events ADD CONSTRAINT test_refuse_graph "
+            f"CHECK (graph IS DISTINCT FROM '{graph_iri}') NOT VALID"
+        )
+    try:
+        _ingest(platform, graph_iri, vav_model("v1"))
+    finally:
+        with platform.revisions.connection() as conn:
+            conn.execute("ALTER TABLE events DROP CONSTRAINT test_refuse_graph")
+    assert _labels(platform, platform.store, graph_iri)  # the model is stored
+    assert platform.revisions.find(graph=graph_iri) == []
+    assert not [e for e in platform.events.fetch(after_id=0, limit=100_000) if e.graph == graph_iri]

@@ -11,18 +11,13 @@ from app.errors import ValidationFailedError
 from app.platform import Platform
 from tests.conftest import SHARED_DATA, shared_data
 
-#: Brick examples the default platform (Brick 1.5, no extension) rejects; the other 21
-#: conform. Under Brick 1.4 (+ 223P) all but lighting.ttl do: test_brick_versions.py.
+#: Brick examples the default platform (Brick 1.5 with our 1.5.0 errata, no extension)
+#: rejects; the other 23 conform. Per configuration (1.4, 223P, errata off):
+#: test_brick_versions.py.
 NOT_BRICK_15 = {
-    # parking_lot brick:isLocationOf the hub, a brick:Electric_Vehicle_Charging_Hub: in 1.5
-    # that is a rec:Collection and no longer the brick:Entity bsh:isLocationOfShape wants.
-    "evse.ttl",
-    # The same shape: lighting_system brick:hasLocation open_office, so (Brick's inverse
-    # rule) open_office brick:isLocationOf a brick:Lighting_System, a rec:Collection in 1.5.
-    "lighting.ttl",
     # Arrays are linked to panels by brick:isPartOf only. brick:PV_Array needs >= 1
     # rec:includes; 1.4's rule derived it from brick:hasPart for brick:Collection, but in 1.5
-    # PV_Array is a rec:Collection and the rule covers brick:System and brick:Loop only.
+    # the rule covers brick:System and brick:Loop only (no upstream fix; not in our errata).
     "solar_array.ttl",
     # owl:imports Brick's 223P extension: brick:isPointOf an s223:OutletConnectionPoint
     # conforms only with it (TWINGRAPH_ONTOLOGY_EXTENSIONS=223p).

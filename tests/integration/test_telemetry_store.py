@@ -95,6 +95,27 @@ def test_value_types_round_trip(telemetry_store: TelemetryStore) -> None:
     assert telemetry_store.latest(points=[p])[p].value == -(2**53)
 
 
+def test_latest_keeps_every_value_exactly(telemetry_store: TelemetryStore) -> None:
+    """The latest upsert sends array literals: texts that look like array syntax, exact
+    floats, integers, booleans and offsets with microseconds come back unchanged."""
+    from datetime import timezone
+
+    values: list[Value] = [
+        "NULL", "null", "{a,b}", 'say "hi"', "back\\slash\\", "", " padded ", "a,b}",
+        "déjà vu ✓", "\\N", 0.1, -0.0, 5e-324, 1.7976931348623157e308, 2**53, True, False, None,
+    ]
+    points = [uuid.uuid4() for _ in values]
+    when = datetime(2027, 3, 1, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    telemetry_store.write(
+        readings=[Reading(p, when, v) for p, v in zip(points, values, strict=True)]
+    )
+    latest = telemetry_store.latest(points=points)
+    for p, v in zip(points, values, strict=True):
+        assert latest[p].time == when
+        assert latest[p].value == v and type(latest[p].value) is type(v), (v, latest[p].value)
+    assert str(latest[points[11]].value) == "-0.0"
+
+
 def test_values_that_cannot_be_stored_are_invalid_input(telemetry_store: TelemetryStore) -> None:
     p = uuid.uuid4()
     with pytest.raises(InvalidInputError):

@@ -334,7 +334,9 @@ def test_runtimes_in_one_process_share_the_work_the_same_way(
         admin.telemetry.write(readings=[Reading(cluster.setpoint_ts, t, 55.5)])
         eventually(lambda: _reported(cluster) == 55.5, what="reading applied")
         term = first._term
-        assert term is not None and term.sync.applied >= 1 and term.sync.passes >= 1
+        assert term is not None
+        # The sync thread counts a pass just after applying it: wait for the count too.
+        eventually(lambda: term.sync.applied >= 1 and term.sync.passes >= 1, what="sync counts")
         first.stop()
         assert led == ["first started", "first stopped"]
         eventually(lambda: second.leader, 2, "takeover")  # released on stop
